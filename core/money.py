@@ -1,0 +1,31 @@
+"""Fen (integer) ⇄ yuan (decimal string), the only place money leaves integers."""
+
+from decimal import ROUND_UNNECESSARY, Decimal, InvalidOperation
+
+FEN_PER_YUAN = 100
+
+
+def fen_to_yuan(amount_fen: int) -> str:
+    """12345 → "123.45"; -5 → "-0.05"."""
+    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool):
+        raise TypeError("amount_fen must be an int")
+    sign = "-" if amount_fen < 0 else ""
+    whole, fen = divmod(abs(amount_fen), FEN_PER_YUAN)
+    return f"{sign}{whole}.{fen:02d}"
+
+
+def yuan_to_fen(amount_yuan: str) -> int:
+    """"123.45" → 12345. Refuses floats and anything finer than one fen."""
+    if not isinstance(amount_yuan, str):
+        raise TypeError("amount_yuan must be a str (never a float)")
+    try:
+        value = Decimal(amount_yuan.strip())
+    except InvalidOperation:
+        raise ValueError(f"not an amount: {amount_yuan!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"not an amount: {amount_yuan!r}")
+    try:
+        fen = (value * FEN_PER_YUAN).quantize(Decimal(1), rounding=ROUND_UNNECESSARY)
+    except InvalidOperation:
+        raise ValueError(f"finer than one fen: {amount_yuan!r}") from None
+    return int(fen)

@@ -1,0 +1,30 @@
+"""Scheduled work on the ledger. Thin and safe to run twice: the services are idempotent."""
+
+from django.utils import timezone
+
+from core.errors import ApplicationError
+from members import ledger
+
+BATCH = 500
+
+
+def points_expire_due() -> int:
+    """Expire every lot that reached its expiry. Returns how many lots were expired."""
+    now = timezone.now()
+    expired = 0
+    last_id = 0
+    while True:
+        lots = list(ledger.lots_due(now=now).filter(pk__gt=last_id).order_by("pk")[:BATCH])
+        if not lots:
+            return expired
+        for lot in lots:
+            try:
+                if ledger.points_expire_lot(lot=lot) is not None:
+                    expired += 1
+            except ApplicationError:
+                continue  # e.g. spent meanwhile; the next run sees the truth
+        last_id = lots[-1].pk
+
+
+def ledger_rollup() -> int:
+    return ledger.ledger_rollup()

@@ -1,0 +1,273 @@
+"""Settings for the big-membership backend, read from the environment.
+
+Every variable is optional: with none set this is the embedded demo (SQLite in WAL
+mode, django-q2 on its ORM broker, sandbox payments and pushes). The names are a
+contract (DESIGN.md "External contracts"); do not rename them.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("O2O_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {raw!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from None
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+# --- Core -------------------------------------------------------------------------
+
+# DEBUG defaults on so that a fresh clone runs with no environment at all; production
+# sets DEBUG=0, and must then set SECRET_KEY.
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "insecure-demo-key-only-for-debug-" + "x" * 40
+
+ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS").split(",") if h.strip()]
+if DEBUG and not ALLOWED_HOSTS:
+    ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
+
+# Sandbox: payments through the sandbox cashier, pushes into the sandbox outbox, demo
+# logins. It hands out points for nothing, so it is refused outside DEBUG.
+O2O_SANDBOX = env_bool("O2O_SANDBOX", DEBUG)
+if O2O_SANDBOX and not DEBUG:
+    raise ImproperlyConfigured("O2O_SANDBOX is refused when DEBUG is off")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "core",
+    "members",
+    "coupons",
+    "payments",
+    "bots",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "o2o_site.urls"
+WSGI_APPLICATION = "o2o_site.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------
+
+# SQLite is written by gunicorn threads and the task cluster at once: WAL lets readers
+# go on during a write, IMMEDIATE takes the write lock at BEGIN (so a transaction never
+# fails half-way on lock upgrade), and the busy timeout makes writers wait, not fail.
+SQLITE_PATH = Path(env_str("O2O_SQLITE_PATH") or VAR_DIR / "o2o.sqlite3")
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+            },
+            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+        }
+    }
+
+# --- Cache and task queue ---------------------------------------------------------
+
+# The cache holds what every worker must share (platform access tokens, throttles),
+# so the embedded default is the database, not process memory.
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "o2o_cache",
+        }
+    }
+
+Q_CLUSTER = {
+    "name": "o2o",
+    "workers": env_int("O2O_Q_WORKERS", 2),
+    "timeout": 120,
+    "retry": 180,
+    "max_attempts": 5,
+    "catch_up": True,
+    "ack_failures": True,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["poll"] = 0.5
+
+# --- Auth, sessions, security -----------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
+
+# --- Internationalisation ---------------------------------------------------------
+
+LANGUAGE_CODE = "zh-hans"
+LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "Asia/Shanghai"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files -----------------------------------------------------------------
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- Points and money -------------------------------------------------------------
+
+# Money is integer fen and points are integers everywhere (DESIGN.md "Money and points").
+POINT_VALUE_FEN = env_int("POINT_VALUE_FEN", 1)
+POINTS_LIFETIME_DAYS = env_int("POINTS_LIFETIME_DAYS", 365)
+DEFAULT_EARN_RATE_BP = env_int("DEFAULT_EARN_RATE_BP", 100)
+MAX_AMOUNT_FEN = env_int("MAX_AMOUNT_FEN", 100_000_000)
+MAX_POINTS = env_int("MAX_POINTS", MAX_AMOUNT_FEN)
+CHECKIN_POINTS = env_int("CHECKIN_POINTS", 10)
+CHECKIN_STREAK_DAYS = env_int("CHECKIN_STREAK_DAYS", 7)
+CHECKIN_STREAK_BONUS = env_int("CHECKIN_STREAK_BONUS", 50)
+LAPSED_AFTER_DAYS = env_int("LAPSED_AFTER_DAYS", 120)
+if POINT_VALUE_FEN <= 0 or POINTS_LIFETIME_DAYS <= 0 or MAX_AMOUNT_FEN <= 0:
+    raise ImproperlyConfigured("POINT_VALUE_FEN, POINTS_LIFETIME_DAYS and MAX_AMOUNT_FEN must be positive")
+
+# --- Platforms (WeChat, Alipay) ---------------------------------------------------
+
+# Every outbound call goes to these bases, so tests and staging can point them at a
+# local fake. core/platforms.py is the only reader.
+WECHAT_APP_ID = env_str("WECHAT_APP_ID")
+WECHAT_APP_SECRET = env_str("WECHAT_APP_SECRET")
+WECHAT_TOKEN = env_str("WECHAT_TOKEN")
+WECHAT_ENCODING_AES_KEY = env_str("WECHAT_ENCODING_AES_KEY")
+WECHAT_MINIAPP_ID = env_str("WECHAT_MINIAPP_ID")
+WECHAT_MINIAPP_SECRET = env_str("WECHAT_MINIAPP_SECRET")
+WECHAT_PAY_MCH_ID = env_str("WECHAT_PAY_MCH_ID")
+WECHAT_PAY_API_KEY = env_str("WECHAT_PAY_API_KEY")
+WECHAT_PAY_CERT_PATH = env_str("WECHAT_PAY_CERT_PATH")
+WECHAT_PAY_KEY_PATH = env_str("WECHAT_PAY_KEY_PATH")
+ALIPAY_APP_ID = env_str("ALIPAY_APP_ID")
+ALIPAY_APP_PRIVATE_KEY = env_str("ALIPAY_APP_PRIVATE_KEY")
+ALIPAY_PUBLIC_KEY = env_str("ALIPAY_PUBLIC_KEY")
+ALIPAY_SELLER_ID = env_str("ALIPAY_SELLER_ID")
+WECHAT_API_BASE_URL = env_str("WECHAT_API_BASE_URL", "https://api.weixin.qq.com/")
+WECHAT_PAY_API_BASE_URL = env_str("WECHAT_PAY_API_BASE_URL", "https://api.mch.weixin.qq.com/")
+ALIPAY_GATEWAY_URL = env_str("ALIPAY_GATEWAY_URL", "https://openapi.alipay.com/gateway.do")
+# Seconds any single outbound platform call may take before it counts as failed.
+PLATFORM_TIMEOUT_SECONDS = env_int("PLATFORM_TIMEOUT_SECONDS", 5)
+
+# --- REST API ---------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "O2O big membership API",
+    "DESCRIPTION": "Merchant (POS) API under /api/v1/ and shopper mini-program API under /api/mp/v1/.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Logging ----------------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
