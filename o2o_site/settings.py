@@ -132,7 +132,9 @@ else:
                 "timeout": 30,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
             },
-            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+            # A file, not :memory:, so that test threads share it; one per test process,
+            # so that parallel runs on one machine do not destroy each other's database.
+            "TEST": {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")},
         }
     }
 

@@ -1,0 +1,40 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install migrate seed bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createcachetable
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+# Web server and task cluster together on the embedded default; Ctrl-C stops both.
+run: seed
+	@echo "Starting gunicorn on http://$(HOST):$(PORT)/ and the django-q2 cluster (Ctrl-C stops both)"
+	@trap 'kill 0' INT TERM EXIT; \
+	$(PY) manage.py qcluster & \
+	$(VENV)/bin/gunicorn o2o_site.wsgi --bind $(HOST):$(PORT) --workers 2 --threads 8 --access-logfile - & \
+	wait
+
+test: install
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/ledger.py
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .hypothesis

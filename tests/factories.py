@@ -1,0 +1,52 @@
+"""Test data, built through the services (never by writing ledger rows)."""
+
+import itertools
+
+from django.db.models import Sum
+
+from members import services
+from members.models import Account, Entry, Lot, Member, PointsTransaction, Tier
+
+_seq = itertools.count(1)
+
+
+def make_plaza(code: str | None = None):
+    n = next(_seq)
+    return services.plaza_create(code=code or f"plaza-{n}", name=f"Plaza {n}")
+
+
+def make_store(*, plaza=None, earn_rate_bp: int = 100):
+    """A new merchant with one store; returns the store (its merchant is store.merchant)."""
+    n = next(_seq)
+    _, store, _, _ = services.merchant_create(
+        name=f"Shop {n}", plaza=plaza or make_plaza(), earn_rate_bp=earn_rate_bp, store_code=f"store-{n}"
+    )
+    return store
+
+
+def make_member(*, tier_code: str | None = None, **fields) -> Member:
+    member = services.member_create(join_channel=fields.pop("join_channel", Member.Channel.WECHAT), **fields)
+    if tier_code:
+        member.tier = Tier.objects.get(code=tier_code)
+        member.save(update_fields=["tier"])
+    return member
+
+
+def assert_ledger_invariants() -> None:
+    """Every invariant of DESIGN.md "The points ledger" that the data can show."""
+    unbalanced = Entry.objects.values("transaction_id").annotate(s=Sum("amount")).exclude(s=0)
+    assert not list(unbalanced), f"transactions whose entries do not sum to zero: {list(unbalanced)}"
+    for wallet in Account.objects.filter(kind=Account.Kind.WALLET):
+        entries = wallet.entries.aggregate(s=Sum("amount"))["s"] or 0
+        lots = wallet.lots.aggregate(s=Sum("remaining"))["s"] or 0
+        assert wallet.balance >= 0, f"negative wallet {wallet.pk}"
+        assert wallet.balance == entries == lots, f"wallet {wallet.pk}: balance {wallet.balance}, entries {entries}, lots {lots}"
+    assert not Lot.objects.filter(remaining__lt=0).exists()
+    # Every wallet entry names a lot, and each lot's entries sum to what is left of it.
+    assert not Entry.objects.filter(account__kind=Account.Kind.WALLET, lot__isnull=True).exists()
+    for lot in Lot.objects.annotate(s=Sum("entries__amount")):
+        assert lot.s == lot.remaining, f"lot {lot.pk}: entries {lot.s}, remaining {lot.remaining}"
+    # Each transaction's headline points equal the net change of the wallets it touched.
+    for txn in PointsTransaction.objects.exclude(kind=PointsTransaction.Kind.TRANSFER):
+        wallet_net = txn.entries.filter(account__kind=Account.Kind.WALLET).aggregate(s=Sum("amount"))["s"] or 0
+        assert wallet_net == txn.points, f"{txn.idempotency_key}: points {txn.points}, wallet net {wallet_net}"

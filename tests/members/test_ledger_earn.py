@@ -1,0 +1,140 @@
+from datetime import timedelta
+
+import pytest
+from django.db.models import Sum
+from django.utils import timezone
+
+from members import ledger
+from members.models import Account, Member, Merchant, PointsTransaction
+from tests.factories import assert_ledger_invariants, make_member, make_store
+
+pytestmark = pytest.mark.django_db
+
+
+def funding_of(merchant):
+    return Account.objects.get(kind=Account.Kind.MERCHANT_FUNDING, merchant=merchant)
+
+
+def entries_sum(account):
+    return account.entries.aggregate(s=Sum("amount"))["s"] or 0
+
+
+def test_earn_is_one_percent_funded_by_the_merchant():
+    store, member = make_store(earn_rate_bp=100), make_member()
+    txn = ledger.points_earn(member=member, store=store, amount_fen=12_345, idempotency_key="k1")
+    assert txn.points == 123  # floor(12345 × 100 / 10000)
+    assert ledger.member_points_balance(member=member) == 123
+    assert entries_sum(funding_of(store.merchant)) == -123
+    lot = txn.lots.get()
+    assert (lot.amount, lot.remaining) == (123, 123)
+    assert lot.expires_at == txn.created_at + timedelta(days=365)
+    assert_ledger_invariants()
+
+
+def test_earn_rounds_down_to_whole_points():
+    store, member = make_store(earn_rate_bp=150), make_member()
+    assert ledger.points_earn(member=member, store=store, amount_fen=199, idempotency_key="k").points == 2
+
+
+def test_earn_below_one_point_records_the_purchase_with_no_entries():
+    store, member = make_store(), make_member()
+    txn = ledger.points_earn(member=member, store=store, amount_fen=99, idempotency_key="k")
+    assert txn.points == 0 and txn.amount_fen == 99
+    assert not txn.entries.exists()
+    assert ledger.member_points_balance(member=member) == 0
+
+
+def test_tier_multiplier_extra_is_funded_by_the_mall():
+    store, member = make_store(earn_rate_bp=100), make_member(tier_code="gold")  # 1.5×
+    txn = ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="k")
+    assert txn.points == 150
+    assert entries_sum(funding_of(store.merchant)) == -100
+    assert entries_sum(Account.objects.get(kind=Account.Kind.PROMOTIONS)) == -50
+    assert_ledger_invariants()
+
+
+def test_point_value_setting_divides_points(settings):
+    settings.POINT_VALUE_FEN = 2
+    store, member = make_store(earn_rate_bp=100), make_member()
+    assert ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="k").points == 50
+
+
+def test_replayed_key_returns_the_first_transaction():
+    store, member = make_store(), make_member()
+    first = ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="k")
+    again = ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="k")
+    assert again.pk == first.pk
+    assert PointsTransaction.objects.count() == 1
+    assert ledger.member_points_balance(member=member) == 100
+
+
+def test_same_key_with_another_body_is_a_conflict():
+    store, member = make_store(), make_member()
+    ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="k")
+    with pytest.raises(ledger.IdempotencyConflict) as exc:
+        ledger.points_earn(member=member, store=store, amount_fen=20_000, idempotency_key="k")
+    assert exc.value.code == "idempotency_conflict" and exc.value.status == 409
+    assert ledger.member_points_balance(member=member) == 100
+
+
+def test_same_key_for_another_member_is_a_conflict():
+    store, alice, bob = make_store(), make_member(), make_member()
+    ledger.points_earn(member=alice, store=store, amount_fen=10_000, idempotency_key="k")
+    with pytest.raises(ledger.IdempotencyConflict):
+        ledger.points_earn(member=bob, store=store, amount_fen=10_000, idempotency_key="k")
+    assert ledger.member_points_balance(member=bob) == 0
+
+
+@pytest.mark.parametrize("amount", [0, -1, "100", 1.5, None, True, 100_000_001])
+def test_earn_refuses_bad_amounts(amount):
+    store, member = make_store(), make_member()
+    with pytest.raises(ledger.InvalidPoints) as exc:
+        ledger.points_earn(member=member, store=store, amount_fen=amount, idempotency_key="k")
+    assert exc.value.code == "invalid_amount"
+    assert not PointsTransaction.objects.exists()
+
+
+def test_earn_accepts_the_configured_maximum():
+    store, member = make_store(), make_member()
+    assert ledger.points_earn(member=member, store=store, amount_fen=100_000_000, idempotency_key="k").points == 1_000_000
+
+
+@pytest.mark.parametrize("key", ["", "x" * 201])
+def test_earn_refuses_a_bad_idempotency_key(key):
+    store, member = make_store(), make_member()
+    with pytest.raises(ledger.ApplicationError) as exc:
+        ledger.points_earn(member=member, store=store, amount_fen=100, idempotency_key=key)
+    assert exc.value.code == "invalid_idempotency_key"
+
+
+def test_earn_refuses_a_suspended_merchant():
+    store, member = make_store(), make_member()
+    Merchant.objects.filter(pk=store.merchant_id).update(status=Merchant.Status.SUSPENDED)
+    store.refresh_from_db()
+    with pytest.raises(ledger.MerchantNotActive) as exc:
+        ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="k")
+    assert exc.value.code == "merchant_not_active"
+    assert not PointsTransaction.objects.exists()
+
+
+def test_earn_refuses_a_banned_member():
+    store, member = make_store(), make_member()
+    Member.objects.filter(pk=member.pk).update(status=Member.Status.BANNED)
+    with pytest.raises(ledger.MemberNotActive) as exc:
+        ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="k")
+    assert exc.value.code == "member_not_active"
+
+
+def test_history_is_newest_first():
+    store, member = make_store(), make_member()
+    ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="a")
+    ledger.points_earn(member=member, store=store, amount_fen=20_000, idempotency_key="b")
+    assert [t.idempotency_key for t in ledger.member_points_history(member=member)] == ["b", "a"]
+
+
+def test_expiring_points_counts_lots_due_within_the_window(settings):
+    settings.POINTS_LIFETIME_DAYS = 20
+    store, member = make_store(), make_member()
+    ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="a")
+    ledger.points_grant(member=member, points=7, reason="gift", idempotency_key="g", expires_at=timezone.now() + timedelta(days=90))
+    assert ledger.member_points_expiring(member=member, within_days=30) == 100
