@@ -12,8 +12,13 @@ def _tasks_run_inline():
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache():
+def _clear_cache(request):
+    """Each database test starts with an empty cache (tokens, throttles)."""
+    if request.node.get_closest_marker("django_db") is None:
+        yield
+        return
     from django.core.cache import cache
 
+    request.getfixturevalue("transactional_db" if "transactional_db" in request.fixturenames else "db")
     cache.clear()
     yield
