@@ -5,10 +5,12 @@ import secrets
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
 
-from core.errors import ApplicationError, Conflict
+from core.errors import ApplicationError, Conflict, NotFound
 from members import auth, ledger
-from members.models import Member, Merchant, MerchantApiKey, Plaza, Store, Tier
+from members.models import Member, Merchant, MerchantApiKey, Plaza, Store, Tier, Visit
 
 
 class InvalidPhone(ApplicationError):
@@ -136,3 +138,34 @@ def merchant_create(
         )
         key, raw_key = auth.merchant_api_key_create(merchant=merchant, name="default")
     return merchant, store, key, raw_key
+
+
+def visit_record(*, member: Member, store: Store, kind: str, amount_fen: int = 0, at=None) -> Visit:
+    """An offline visit (check-in, purchase, redemption, payment) for segments and reports."""
+    at = at or timezone.now()
+    visit = Visit.objects.create(member=member, plaza_id=store.plaza_id, store=store, kind=kind, amount_fen=amount_fen, occurred_at=at)
+    Member.objects.filter(pk=member.pk).filter(
+        Q(last_visit_at__isnull=True) | Q(last_visit_at__lt=at)
+    ).update(last_visit_at=at, last_visit_plaza_id=store.plaza_id)
+    return visit
+
+
+def member_by_no(*, member_no: str) -> Member:
+    member = Member.objects.select_related("tier").filter(member_no=(member_no or "").strip()).first()
+    if member is None:
+        raise NotFound("no member with this number", code="member_not_found")
+    return member
+
+
+def mask_phone(phone: str | None) -> str:
+    """+8613800138000 → 138****8000."""
+    if not phone:
+        return ""
+    local = phone[3:] if phone.startswith("+86") else phone
+    return local[:3] + "****" + local[-4:] if len(local) >= 8 else "****"
+
+
+def mask_name(name: str) -> str:
+    """张三丰 → 张**; Alice → A****."""
+    name = (name or "").strip()
+    return name[:1] + "*" * min(len(name) - 1, 4) if name else ""

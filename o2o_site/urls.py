@@ -1,6 +1,29 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from core.api import api_not_found
+from members import api as members_api
+from payments import api as payments_api
+
+merchant_api = [
+    path("api/v1/purchases/", payments_api.PurchaseCreateApi.as_view(), name="api-purchases"),
+    path("api/v1/purchases/<int:purchase_id>/", payments_api.PurchaseDetailApi.as_view(), name="api-purchase"),
+    path("api/v1/purchases/<int:purchase_id>/refunds/", payments_api.PurchaseRefundCreateApi.as_view(), name="api-purchase-refunds"),
+    path("api/v1/redemptions/", payments_api.RedemptionCreateApi.as_view(), name="api-redemptions"),
+    path("api/v1/redemptions/<int:redemption_id>/", payments_api.RedemptionDetailApi.as_view(), name="api-redemption"),
+    path("api/v1/redemptions/<int:redemption_id>/refunds/", payments_api.RedemptionRefundCreateApi.as_view(), name="api-redemption-refunds"),
+    path("api/v1/members/lookup/", members_api.MemberLookupApi.as_view(), name="api-members-lookup"),
+    path("api/v1/reports/daily/", payments_api.DailyReportApi.as_view(), name="api-reports-daily"),
+    path("api/v1/settlements/", payments_api.SettlementApi.as_view(), name="api-settlements"),
+]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    *merchant_api,
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^api/", api_not_found),
 ]
+
+handler500 = "core.api.server_error"

@@ -1,0 +1,92 @@
+"""Merchant API (/api/v1/) over members: the shared base view and the member lookup."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.api import COMMON_ERRORS, error_responses
+from core.errors import ApplicationError
+from members import codes, ledger, services
+from members.auth import IsActiveMerchant, MerchantCaller, MerchantKeyAuthentication, MerchantKeyThrottle
+from members.models import Member
+
+
+class MerchantApiView(APIView):
+    """Every merchant endpoint: a Bearer API key, an active merchant, a per-key throttle."""
+
+    authentication_classes = [MerchantKeyAuthentication]
+    permission_classes = [IsActiveMerchant]
+    throttle_classes = [MerchantKeyThrottle]
+
+
+class MemberRefSerializer(serializers.Serializer):
+    """Who the shopper is: the scanned dynamic code, or the member number they say."""
+
+    member_code = serializers.CharField(required=False, max_length=64, help_text="The 23-digit code from the member card (scanned).")
+    member_no = serializers.CharField(required=False, max_length=16, help_text="The 12-digit member number.")
+
+    def validate(self, data):
+        if bool(data.get("member_code")) == bool(data.get("member_no")):
+            raise serializers.ValidationError("Send exactly one of member_code and member_no.", code="member_required")
+        return data
+
+
+def member_from(*, caller: MerchantCaller, data: dict) -> Member:
+    if data.get("member_code"):
+        member = codes.member_code_check(code=data["member_code"], caller=caller.key.prefix)
+    else:
+        member = services.member_by_no(member_no=data["member_no"])
+    if member.status != Member.Status.ACTIVE:
+        raise ledger.MemberNotActive()
+    return member
+
+
+MEMBER_ERRORS = (
+    "member_code_invalid: not a member code; member_code_expired: ask the shopper to refresh the card; "
+    "validation_error: malformed input"
+)
+
+
+class MemberLookupApi(MerchantApiView):
+    class OutputSerializer(serializers.Serializer):
+        member_no = serializers.CharField()
+        tier = serializers.CharField(allow_null=True, help_text="Tier code, e.g. standard, silver, gold, black.")
+        tier_name = serializers.CharField(allow_null=True)
+        points_balance = serializers.IntegerField()
+        name_masked = serializers.CharField(help_text="Nickname with all but the first character masked.")
+        phone_masked = serializers.CharField(help_text="138****8000, or empty.")
+
+    @extend_schema(
+        operation_id="members_lookup",
+        summary="Look up the shopper behind a scanned member code",
+        description="What a cashier needs and no more. Wrong codes count against the key: past 20 in 10 minutes "
+        "every code is refused with 429 too_many_invalid_codes.",
+        parameters=[OpenApiParameter("code", str, OpenApiParameter.QUERY, required=True, description="The scanned member code.")],
+        responses={
+            200: OutputSerializer,
+            **error_responses(
+                **{"400": MEMBER_ERRORS, "403": "member_not_active: banned or merged; " + COMMON_ERRORS["403"],
+                   "404": "member_not_found: no such member", "401": COMMON_ERRORS["401"],
+                   "429": "too_many_invalid_codes: too many wrong codes; throttled: too many requests"}
+            ),
+        },
+        tags=["members"],
+    )
+    def get(self, request):
+        code = request.query_params.get("code", "")
+        if not code:
+            raise ApplicationError("the code query parameter is required", code="member_code_invalid")
+        member = member_from(caller=request.user, data={"member_code": code})
+        return Response(
+            self.OutputSerializer(
+                {
+                    "member_no": member.member_no,
+                    "tier": member.tier.code if member.tier else None,
+                    "tier_name": member.tier.name if member.tier else None,
+                    "points_balance": ledger.member_points_balance(member=member),
+                    "name_masked": services.mask_name(member.nickname),
+                    "phone_masked": services.mask_phone(member.phone),
+                }
+            ).data
+        )

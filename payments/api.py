@@ -1,0 +1,349 @@
+"""Merchant API (/api/v1/): purchases, redemptions, their refunds, reports, settlements.
+
+Each view validates, calls one service, renders. Every POST needs an Idempotency-Key:
+a replay gets the first response (status and body), the same key with another body
+gets 409 idempotency_conflict, and concurrent requests with one key have one effect.
+"""
+
+from datetime import date
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from core.api import COMMON_ERRORS, StrictIntegerField, error_responses
+from members import ledger
+from members.api import MEMBER_ERRORS, MemberRefSerializer, MerchantApiView, member_from
+from payments import reports, services
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
+    description="1–200 printable ASCII characters, unique per operation (a UUID is a good choice). "
+    "Retrying with the same key and body returns the first response.",
+)
+POST_ERRORS = {
+    "401": COMMON_ERRORS["401"],
+    "429": COMMON_ERRORS["429"] + "; too_many_invalid_codes: too many wrong member codes",
+}
+
+
+def _once(request, run):
+    """Run ``run() -> (status, body)`` once per Idempotency-Key and answer with its response."""
+    key = services.idempotency_key_check(request.headers.get("Idempotency-Key"))
+    fingerprint = services.request_fingerprint(method=request.method, path=request.path, body=request.data)
+    status, body = services.api_request_once(merchant=request.user.merchant, key=key, fingerprint=fingerprint, run=run)
+    return Response(body, status=status)
+
+
+def _validated(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+# --- purchases ------------------------------------------------------------------------
+
+
+class PurchaseOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    points_earned = serializers.IntegerField(source="earn.points")
+    points_balance = serializers.SerializerMethodField()
+    member_no = serializers.CharField(source="member.member_no")
+    store_code = serializers.CharField(source="store.code")
+    amount_fen = serializers.IntegerField()
+    refunded_fen = serializers.IntegerField()
+    order_ref = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+    def get_points_balance(self, purchase) -> int:
+        return ledger.member_points_balance(member=purchase.member)
+
+
+class PurchaseCreateApi(MerchantApiView):
+    class InputSerializer(MemberRefSerializer):
+        store_code = serializers.CharField(max_length=32)
+        amount_fen = StrictIntegerField(max_setting="MAX_AMOUNT_FEN", help_text="The sale in fen (¥1 = 100), a JSON integer.")
+        order_ref = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+
+    @extend_schema(
+        operation_id="purchases_create",
+        summary="Book a purchase: the shopper earns points funded by this merchant",
+        request=InputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        examples=[OpenApiExample("By scanned code", request_only=True, value={
+            "member_code": "87408045666652830219846", "store_code": "sh-starbucks", "amount_fen": 3800, "order_ref": "POS-0001"})],
+        responses={
+            201: PurchaseOutputSerializer,
+            **error_responses(**{
+                "400": MEMBER_ERRORS + "; idempotency_key_required: the header is missing or malformed",
+                "403": "member_not_active: banned or merged; " + COMMON_ERRORS["403"],
+                "404": "store_not_found: not one of this merchant's stores; member_not_found: no such member",
+                "409": "idempotency_conflict: the key was used with another body; duplicate_order_ref: this order_ref was already booked",
+                **POST_ERRORS,
+            }),
+        },
+        tags=["purchases"],
+    )
+    def post(self, request):
+        def run():
+            data = _validated(self.InputSerializer, request.data)
+            purchase = services.purchase_record(
+                merchant=request.user.merchant,
+                store=services.merchant_store(merchant=request.user.merchant, store_code=data["store_code"]),
+                member=member_from(caller=request.user, data=data),
+                amount_fen=data["amount_fen"],
+                order_ref=data["order_ref"],
+                idempotency_key=request.headers["Idempotency-Key"].strip(),
+            )
+            return 201, PurchaseOutputSerializer(purchase).data
+
+        return _once(request, run)
+
+
+class PurchaseDetailApi(MerchantApiView):
+    @extend_schema(
+        operation_id="purchases_retrieve",
+        summary="One of this merchant's purchases",
+        responses={200: PurchaseOutputSerializer, **error_responses(**{"404": "purchase_not_found: not this merchant's purchase", "401": COMMON_ERRORS["401"]})},
+        tags=["purchases"],
+    )
+    def get(self, request, purchase_id: int):
+        purchase = services.merchant_purchase(merchant=request.user.merchant, purchase_id=purchase_id)
+        return Response(PurchaseOutputSerializer(purchase).data)
+
+
+class PurchaseRefundCreateApi(MerchantApiView):
+    class InputSerializer(serializers.Serializer):
+        amount_fen = StrictIntegerField(max_setting="MAX_AMOUNT_FEN", help_text="How much of the sale is refunded, in fen.")
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        purchase_id = serializers.IntegerField()
+        amount_fen = serializers.IntegerField()
+        points_reversed = serializers.SerializerMethodField(help_text="Points taken back from the shopper.")
+        shortfall_points = serializers.IntegerField(source="reversal.shortfall", help_text="Points the shopper had already spent; borne by this merchant.")
+        refundable_fen = serializers.SerializerMethodField(help_text="What is left of the purchase to refund.")
+        points_balance = serializers.SerializerMethodField()
+        created_at = serializers.DateTimeField()
+
+        def get_points_reversed(self, refund) -> int:
+            return -refund.reversal.points
+
+        def get_refundable_fen(self, refund) -> int:
+            refund.purchase.refresh_from_db(fields=["refunded_fen"])
+            return refund.purchase.amount_fen - refund.purchase.refunded_fen
+
+        def get_points_balance(self, refund) -> int:
+            return ledger.member_points_balance(member=refund.purchase.member)
+
+    @extend_schema(
+        operation_id="purchases_refunds_create",
+        summary="Refund part or all of a purchase; its points go back in proportion",
+        description="Points are taken back in proportion to the amount refunded; partial refunds add up exactly. "
+        "The wallet never goes below zero: points the shopper already spent are reported as shortfall_points.",
+        request=InputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: OutputSerializer,
+            **error_responses(**{
+                "400": "validation_error: amount_fen is not a positive JSON integer within bounds; idempotency_key_required",
+                "404": "purchase_not_found: not this merchant's purchase",
+                "409": "refund_exceeds_purchase: more than what is left of the purchase; idempotency_conflict",
+                **POST_ERRORS,
+            }),
+        },
+        tags=["purchases"],
+    )
+    def post(self, request, purchase_id: int):
+        def run():
+            data = _validated(self.InputSerializer, request.data)
+            refund = services.purchase_refund(
+                purchase=services.merchant_purchase(merchant=request.user.merchant, purchase_id=purchase_id),
+                amount_fen=data["amount_fen"],
+                idempotency_key=request.headers["Idempotency-Key"].strip(),
+            )
+            return 201, self.OutputSerializer(refund).data
+
+        return _once(request, run)
+
+
+# --- redemptions ----------------------------------------------------------------------
+
+
+class RedemptionOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    points = serializers.IntegerField()
+    value_fen = serializers.SerializerMethodField(help_text="What the points are worth (POINT_VALUE_FEN each).")
+    returned_points = serializers.IntegerField()
+    points_balance = serializers.SerializerMethodField()
+    member_no = serializers.CharField(source="member.member_no")
+    store_code = serializers.CharField(source="store.code")
+    order_ref = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+    def get_value_fen(self, redemption) -> int:
+        return redemption.points * settings.POINT_VALUE_FEN
+
+    def get_points_balance(self, redemption) -> int:
+        return ledger.member_points_balance(member=redemption.member)
+
+
+class RedemptionCreateApi(MerchantApiView):
+    class InputSerializer(MemberRefSerializer):
+        store_code = serializers.CharField(max_length=32)
+        points = StrictIntegerField(max_setting="MAX_POINTS", help_text="Points the shopper pays with, a JSON integer.")
+        order_ref = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+
+    @extend_schema(
+        operation_id="redemptions_create",
+        summary="The shopper pays with points at this merchant's store",
+        request=InputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: RedemptionOutputSerializer,
+            **error_responses(**{
+                "400": MEMBER_ERRORS + "; idempotency_key_required",
+                "403": "member_not_active: banned or merged; " + COMMON_ERRORS["403"],
+                "404": "store_not_found; member_not_found",
+                "409": "insufficient_points: the balance does not cover it, nothing changed; idempotency_conflict",
+                **POST_ERRORS,
+            }),
+        },
+        tags=["redemptions"],
+    )
+    def post(self, request):
+        def run():
+            data = _validated(self.InputSerializer, request.data)
+            redemption = services.redemption_record(
+                merchant=request.user.merchant,
+                store=services.merchant_store(merchant=request.user.merchant, store_code=data["store_code"]),
+                member=member_from(caller=request.user, data=data),
+                points=data["points"],
+                order_ref=data["order_ref"],
+                idempotency_key=request.headers["Idempotency-Key"].strip(),
+            )
+            return 201, RedemptionOutputSerializer(redemption).data
+
+        return _once(request, run)
+
+
+class RedemptionDetailApi(MerchantApiView):
+    @extend_schema(
+        operation_id="redemptions_retrieve",
+        summary="One of this merchant's redemptions",
+        responses={200: RedemptionOutputSerializer, **error_responses(**{"404": "redemption_not_found", "401": COMMON_ERRORS["401"]})},
+        tags=["redemptions"],
+    )
+    def get(self, request, redemption_id: int):
+        redemption = services.merchant_redemption(merchant=request.user.merchant, redemption_id=redemption_id)
+        return Response(RedemptionOutputSerializer(redemption).data)
+
+
+class RedemptionRefundCreateApi(MerchantApiView):
+    class InputSerializer(serializers.Serializer):
+        points = StrictIntegerField(max_setting="MAX_POINTS", help_text="Points to give back.")
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        redemption_id = serializers.IntegerField()
+        points = serializers.IntegerField()
+        points_balance = serializers.SerializerMethodField()
+        created_at = serializers.DateTimeField()
+
+        def get_points_balance(self, refund) -> int:
+            return ledger.member_points_balance(member=refund.redemption.member)
+
+    @extend_schema(
+        operation_id="redemptions_refunds_create",
+        summary="Give back points a redemption took (the sale was cancelled)",
+        description="The points return with the expiry dates they were taken from.",
+        request=InputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: OutputSerializer,
+            **error_responses(**{
+                "400": "validation_error; idempotency_key_required",
+                "404": "redemption_not_found",
+                "409": "refund_exceeds_purchase: more than the redemption took; idempotency_conflict",
+                **POST_ERRORS,
+            }),
+        },
+        tags=["redemptions"],
+    )
+    def post(self, request, redemption_id: int):
+        def run():
+            data = _validated(self.InputSerializer, request.data)
+            refund = services.redemption_refund(
+                redemption=services.merchant_redemption(merchant=request.user.merchant, redemption_id=redemption_id),
+                points=data["points"],
+                idempotency_key=request.headers["Idempotency-Key"].strip(),
+            )
+            return 201, self.OutputSerializer(refund).data
+
+        return _once(request, run)
+
+
+# --- reports --------------------------------------------------------------------------
+
+
+class DailyReportApi(MerchantApiView):
+    class InputSerializer(serializers.Serializer):
+        from_ = serializers.DateField(help_text="First day, YYYY-MM-DD (mall's local time).")
+        to = serializers.DateField(help_text="Last day, inclusive.")
+
+        def get_fields(self):
+            fields = super().get_fields()
+            fields["from"] = fields.pop("from_")
+            return fields
+
+    class OutputSerializer(serializers.Serializer):
+        day = serializers.DateField()
+        customers = serializers.IntegerField(help_text="Distinct shoppers who bought.")
+        transactions = serializers.IntegerField()
+        sales_fen = serializers.IntegerField()
+        refunds_fen = serializers.IntegerField()
+        average_ticket_fen = serializers.IntegerField()
+        frequency = serializers.CharField(help_text="Transactions per customer (decimal string): sales = customers × average ticket × frequency.")
+        points_funded = serializers.IntegerField()
+        points_accepted = serializers.IntegerField()
+
+    @extend_schema(
+        operation_id="reports_daily",
+        summary="Per day: customers, transactions, sales, average ticket, frequency, points",
+        parameters=[
+            OpenApiParameter("from", date, OpenApiParameter.QUERY, required=True),
+            OpenApiParameter("to", date, OpenApiParameter.QUERY, required=True),
+        ],
+        responses={
+            200: OutputSerializer(many=True),
+            **error_responses(**{"400": "validation_error: from/to missing or not dates; invalid_period: to before from, or more than 92 days", "401": COMMON_ERRORS["401"]}),
+        },
+        tags=["reports"],
+    )
+    def get(self, request):
+        data = _validated(self.InputSerializer, request.query_params)
+        rows = reports.merchant_daily_report(merchant=request.user.merchant, first=data["from"], last=data["to"])
+        return Response(self.OutputSerializer(rows, many=True).data)
+
+
+class SettlementApi(MerchantApiView):
+    class OutputSerializer(serializers.Serializer):
+        period = serializers.CharField()
+        funded_points = serializers.IntegerField(help_text="Points this merchant issued, net of refunds taken back.")
+        accepted_points = serializers.IntegerField(help_text="Points this merchant took as payment, net of those given back.")
+        funded_fen = serializers.IntegerField(help_text="What this merchant owes the pool.")
+        accepted_fen = serializers.IntegerField(help_text="What the pool owes this merchant.")
+        net_fen = serializers.IntegerField(help_text="accepted − funded: positive, the pool pays the merchant; negative, the merchant pays.")
+
+    @extend_schema(
+        operation_id="settlements_retrieve",
+        summary="The settlement statement for a month",
+        parameters=[OpenApiParameter("period", str, OpenApiParameter.QUERY, required=True, description="YYYY-MM")],
+        responses={200: OutputSerializer, **error_responses(**{"400": "invalid_period: not YYYY-MM", "401": COMMON_ERRORS["401"]})},
+        tags=["reports"],
+    )
+    def get(self, request):
+        period = request.query_params.get("period", "")
+        statement = reports.merchant_monthly_settlement(merchant=request.user.merchant, period=period)
+        return Response(self.OutputSerializer({**statement.__dict__, "period": period}).data)

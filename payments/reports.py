@@ -1,0 +1,118 @@
+"""A merchant's numbers: daily sales and visits, and the monthly settlement.
+
+Aggregates in the database (one grouped query per source), never loops over rows.
+Days are the mall's local days (settings.TIME_ZONE).
+"""
+
+import calendar
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from core.errors import ApplicationError
+from members import ledger
+from members.models import Account, Entry, Merchant
+from payments.models import Purchase, PurchaseRefund
+
+MAX_REPORT_DAYS = 92
+
+
+class InvalidPeriod(ApplicationError):
+    """The period is malformed or too long."""
+
+    code = "invalid_period"
+
+
+@dataclass(frozen=True)
+class DailyFigures:
+    day: date
+    customers: int  # distinct members who bought
+    transactions: int  # purchases booked
+    sales_fen: int  # gross sales
+    refunds_fen: int  # refunds booked that day
+    average_ticket_fen: int  # sales / transactions, rounded down to the fen
+    frequency: str  # transactions per customer, 2 decimals: sales = customers × ticket × frequency
+    points_funded: int  # points the merchant issued that day, net of refunds taken back
+    points_accepted: int  # points the merchant took as payment, net of those given back
+
+
+def _day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
+    tz = timezone.get_current_timezone()
+    return (
+        timezone.make_aware(datetime.combine(first, time.min), tz),
+        timezone.make_aware(datetime.combine(last + timedelta(days=1), time.min), tz),
+    )
+
+
+def merchant_daily_report(*, merchant: Merchant, first: date, last: date) -> list[DailyFigures]:
+    if last < first:
+        raise InvalidPeriod("'to' is before 'from'")
+    if (last - first).days + 1 > MAX_REPORT_DAYS:
+        raise InvalidPeriod(f"at most {MAX_REPORT_DAYS} days at a time")
+    start, end = _day_bounds(first, last)
+    tz = timezone.get_current_timezone()
+    in_period = {"created_at__gte": start, "created_at__lt": end}
+
+    sales = {
+        row["day"]: row
+        for row in Purchase.objects.filter(merchant=merchant, **in_period)
+        .annotate(day=TruncDate("created_at", tzinfo=tz))
+        .values("day")
+        .annotate(customers=Count("member", distinct=True), transactions=Count("id"), sales=Sum("amount_fen"))
+    }
+    refunds = dict(
+        PurchaseRefund.objects.filter(purchase__merchant=merchant, **in_period)
+        .annotate(day=TruncDate("created_at", tzinfo=tz))
+        .values_list("day")
+        .annotate(s=Sum("amount_fen"))
+    )
+    points = {}
+    for day, kind, total in (
+        Entry.objects.filter(account__merchant=merchant, **in_period)
+        .annotate(day=TruncDate("created_at", tzinfo=tz))
+        .values_list("day", "account__kind")
+        .annotate(s=Sum("amount"))
+    ):
+        points[(day, kind)] = total
+
+    report = []
+    for n in range((last - first).days + 1):
+        day = first + timedelta(days=n)
+        row = sales.get(day, {})
+        customers, transactions, total = row.get("customers", 0), row.get("transactions", 0), row.get("sales") or 0
+        frequency = Decimal(transactions) / Decimal(customers) if customers else Decimal(0)
+        report.append(
+            DailyFigures(
+                day=day,
+                customers=customers,
+                transactions=transactions,
+                sales_fen=total,
+                refunds_fen=refunds.get(day) or 0,
+                average_ticket_fen=total // transactions if transactions else 0,
+                frequency=str(frequency.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)),
+                points_funded=-(points.get((day, Account.Kind.MERCHANT_FUNDING)) or 0),
+                points_accepted=points.get((day, Account.Kind.MERCHANT_ACCEPTANCE)) or 0,
+            )
+        )
+    return report
+
+
+def period_parse(period: str) -> tuple[date, date]:
+    """"2026-11" → (2026-11-01, 2026-11-30)."""
+    try:
+        year, month = (int(part) for part in (period or "").split("-"))
+        if not (2000 <= year <= 9999 and 1 <= month <= 12) or len(period) != 7:
+            raise ValueError
+    except ValueError:
+        raise InvalidPeriod("period must be YYYY-MM") from None
+    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+def merchant_monthly_settlement(*, merchant: Merchant, period: str) -> ledger.Settlement:
+    first, last = period_parse(period)
+    start, end = _day_bounds(first, last)
+    return ledger.merchant_settlement(merchant=merchant, start=start, end=end)
