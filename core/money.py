@@ -1,6 +1,6 @@
 """Fen (integer) ⇄ yuan (decimal string), the only place money leaves integers."""
 
-from decimal import ROUND_UNNECESSARY, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 
 FEN_PER_YUAN = 100
 
@@ -24,8 +24,7 @@ def yuan_to_fen(amount_yuan: str) -> int:
         raise ValueError(f"not an amount: {amount_yuan!r}") from None
     if not value.is_finite():
         raise ValueError(f"not an amount: {amount_yuan!r}")
-    try:
-        fen = (value * FEN_PER_YUAN).quantize(Decimal(1), rounding=ROUND_UNNECESSARY)
-    except InvalidOperation:
-        raise ValueError(f"finer than one fen: {amount_yuan!r}") from None
+    fen = value * FEN_PER_YUAN
+    if fen != fen.to_integral_value():
+        raise ValueError(f"finer than one fen: {amount_yuan!r}")
     return int(fen)

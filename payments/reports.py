@@ -5,6 +5,7 @@ Days are the mall's local days (settings.TIME_ZONE).
 """
 
 import calendar
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -19,6 +20,9 @@ from members.models import Account, Entry, Merchant
 from payments.models import Purchase, PurchaseRefund
 
 MAX_REPORT_DAYS = 92
+# Reports cover the years the ledger can hold; outside them date arithmetic would overflow.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
+_PERIOD = re.compile(r"(?P<year>2[0-9]{3})-(?P<month>[0-9]{2})", re.ASCII)
 
 
 class InvalidPeriod(ApplicationError):
@@ -51,6 +55,8 @@ def _day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
 def merchant_daily_report(*, merchant: Merchant, first: date, last: date) -> list[DailyFigures]:
     if last < first:
         raise InvalidPeriod("'to' is before 'from'")
+    if first < FIRST_DAY or last > LAST_DAY:
+        raise InvalidPeriod(f"days must be from {FIRST_DAY} to {LAST_DAY}")
     if (last - first).days + 1 > MAX_REPORT_DAYS:
         raise InvalidPeriod(f"at most {MAX_REPORT_DAYS} days at a time")
     start, end = _day_bounds(first, last)
@@ -102,13 +108,11 @@ def merchant_daily_report(*, merchant: Merchant, first: date, last: date) -> lis
 
 
 def period_parse(period: str) -> tuple[date, date]:
-    """"2026-11" → (2026-11-01, 2026-11-30)."""
-    try:
-        year, month = (int(part) for part in (period or "").split("-"))
-        if not (2000 <= year <= 9999 and 1 <= month <= 12) or len(period) != 7:
-            raise ValueError
-    except ValueError:
-        raise InvalidPeriod("period must be YYYY-MM") from None
+    """"2026-11" → (2026-11-01, 2026-11-30). ASCII digits only (int() would take "٢٠٢٦")."""
+    match = _PERIOD.fullmatch(period or "")
+    if match is None or not 1 <= int(match["month"]) <= 12:
+        raise InvalidPeriod("period must be YYYY-MM, from 2000-01 to 2999-12")
+    year, month = int(match["year"]), int(match["month"])
     return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
 
 

@@ -1,3 +1,5 @@
+pytest_plugins = ["tests.fakes.platform_server"]
+
 import pytest
 
 

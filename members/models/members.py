@@ -66,6 +66,7 @@ class Member(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        permissions = [("adjust_points", "Can adjust a member's points (staff correction)")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status="merged", merged_into__isnull=False) | (~Q(status="merged") & Q(merged_into__isnull=True)),

@@ -1,0 +1,139 @@
+"""Machinery shared by the admin pages of members: big tables, read-only records, search."""
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.http import urlencode
+
+from members import services
+from members.models import (
+    Identity,
+    Member,
+    Merchant,
+)
+
+# Creating points is its own permission: editing a member's nickname must not imply it.
+ADJUST_POINTS_PERMISSION = "members.adjust_points"
+# One adjustment is one locked ledger transaction per member; a batch stays small.
+ADJUST_MAX_MEMBERS = 100
+# Every issued raw key travels in a message, once.
+ISSUE_KEYS_MAX_MERCHANTS = 20
+
+
+# --- shared machinery -------------------------------------------------------------
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most COUNT_CAP rows.
+
+    An exact COUNT(*) over hundreds of millions of rows takes minutes on PostgreSQL;
+    past the cap the list says "10000+" and staff narrow it with a search or a filter.
+    """
+
+    COUNT_CAP = 10_000
+
+    @cached_property
+    def count(self):
+        return self.object_list[: self.COUNT_CAP].count()
+
+    @property
+    def is_capped(self) -> bool:
+        return self.count >= self.COUNT_CAP
+
+
+class LargeTableAdmin(admin.ModelAdmin):
+    """A table that grows with visits. Subclasses define ``search_q(term) -> Q``:
+    exact lookups that an index serves, used for the search box and autocomplete.
+    Their ``search_fields`` only switch the search box on and say what it matches."""
+
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(self.search_q(term)), False
+
+
+class ReadOnlyMixin:
+    """Records of what happened (the ledger, visits): written by services, never edited or deleted."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        # All of them, including the non-editable ones a view-only form would leave out.
+        shown = self.fields or [field.name for field in self.model._meta.fields]
+        return [*shown, *(name for name in self.readonly_fields if name not in shown)]
+
+
+class ReadOnlyInline(ReadOnlyMixin, admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+def member_ids_matching(term: str) -> list[int]:
+    """Members whose number, phone or any channel identity is exactly ``term``.
+
+    Resolved to ids first: an OR across a join or a subquery makes PostgreSQL scan
+    the member table instead of probing its unique indexes.
+    """
+    match = Q(member_no=term)
+    try:
+        match |= Q(phone=services.phone_normalise(term))
+    except services.InvalidPhone:
+        pass
+    ids = set(Member.objects.filter(match).values_list("pk", flat=True))
+    # Naming every channel lets the (channel, external_id) unique index serve the lookup.
+    identities = Identity.objects.filter(channel__in=Identity.Channel.values, external_id=term)
+    ids.update(identities.values_list("member_id", flat=True))
+    return sorted(ids)
+
+
+
+def changelist_link(model, label: str, **params) -> str:
+    url = reverse(f"admin:members_{model._meta.model_name}_changelist")
+    return format_html('<a href="{}?{}">{}</a>', url, urlencode(params), label)
+
+
+class MerchantFilter(admin.SimpleListFilter):
+    """A merchant id or part of a name, typed in: tens of thousands of merchants do not fit a sidebar."""
+
+    title = "merchant"
+    parameter_name = "merchant"
+    template = "admin/members/input_filter.html"
+
+    def lookups(self, request, model_admin):
+        return ()
+
+    def has_output(self):
+        return True
+
+    def choices(self, changelist):
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "hidden_params": [(k, v) for k, v in changelist.params.items() if k != self.parameter_name],
+            "placeholder": "id or name",
+        }
+
+    def queryset(self, request, queryset):
+        value = (self.value() or "").strip()
+        if not value:
+            return queryset
+        if value.isdigit():
+            return queryset.filter(merchant_id=int(value))
+        ids = list(Merchant.objects.filter(name__icontains=value).values_list("pk", flat=True)[:100])
+        return queryset.filter(merchant_id__in=ids)

@@ -1,0 +1,186 @@
+"""Plazas, merchants (with their stores and API keys), stores."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+
+from core.errors import ApplicationError
+from members import auth, services
+from members.admin.base import (
+    ISSUE_KEYS_MAX_MERCHANTS,
+    ReadOnlyInline,
+    ReadOnlyMixin,
+    changelist_link,
+)
+from members.models import (
+    Merchant,
+    MerchantApiKey,
+    Plaza,
+    PointsTransaction,
+    Store,
+)
+
+# --- tenants ----------------------------------------------------------------------
+
+
+@admin.register(Plaza)
+class PlazaAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "city", "is_active", "created_at"]
+    list_filter = ["is_active", "city"]
+    search_fields = ["code", "name"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # members, stores and visits point at it: deactivate instead
+
+
+class StoreInline(admin.TabularInline):
+    model = Store
+    fields = ["code", "name", "plaza", "unit", "is_active"]
+    # The code is printed in the shop's payment QR: it is chosen once, on the store page.
+    readonly_fields = ["code"]
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class MerchantApiKeyInline(ReadOnlyInline):
+    model = MerchantApiKey
+    fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
+    verbose_name_plural = "API keys (issue and revoke them with the actions of the lists)"
+
+
+class MerchantCreateForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    plaza = forms.ModelChoiceField(queryset=Plaza.objects.filter(is_active=True), help_text="Where its first store is.")
+    earn_rate_bp = forms.IntegerField(
+        required=False, help_text="Basis points of each sale it funds as points (100 = 1 %). Empty: the default."
+    )
+    store_name = forms.CharField(max_length=100, required=False, help_text="Empty: the merchant's name.")
+    store_code = forms.SlugField(
+        max_length=32, required=False, help_text="Public, printed in the shop's payment QR. Empty: generated."
+    )
+
+
+@admin.register(Merchant)
+class MerchantAdmin(admin.ModelAdmin):
+    list_display = ["name", "status", "earn_rate_bp", "contact_phone", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["name"]
+    fields = ["name", "status", "earn_rate_bp", "contact_phone", "created_at", "links"]
+    readonly_fields = ["created_at", "links"]
+    inlines = [StoreInline, MerchantApiKeyInline]
+    actions = ["issue_api_key"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # its stores, accounts and transactions point at it: close it instead
+
+    @admin.display(description="See also")
+    def links(self, obj):
+        store_add = reverse("admin:members_store_add") + f"?merchant={obj.pk}"
+        return format_html(
+            '<a href="{}">Add a store</a> · {} · {}',
+            store_add,
+            changelist_link(MerchantApiKey, "API keys (revoke)", merchant__id__exact=obj.pk),
+            changelist_link(PointsTransaction, "Points transactions", merchant=obj.pk),
+        )
+
+    def add_view(self, request, form_url="", extra_context=None):
+        # A merchant is born with its ledger accounts, its first store and a key:
+        # services.merchant_create does all three, so the model form is not used.
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = MerchantCreateForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            try:
+                merchant, _store, _key, raw_key = services.merchant_create(**form.cleaned_data)
+            except ApplicationError as exc:
+                form.add_error(None, f"{exc.code}: {exc.message}")
+            else:
+                self.log_addition(request, merchant, [{"added": {}}])
+                self._show_raw_key(request, merchant, raw_key)
+                return redirect("admin:members_merchant_change", merchant.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Add merchant",
+            "form": form,
+            "submit_label": "Create merchant, store and API key",
+        }
+        return TemplateResponse(request, "admin/members/form_page.html", context)
+
+    def has_issue_api_key_permission(self, request):
+        return request.user.has_perm("members.add_merchantapikey")
+
+    @admin.action(description="Issue a new API key", permissions=["issue_api_key"])
+    def issue_api_key(self, request, queryset):
+        merchants = list(queryset[: ISSUE_KEYS_MAX_MERCHANTS + 1])
+        if len(merchants) > ISSUE_KEYS_MAX_MERCHANTS:
+            message = f"Issue keys for at most {ISSUE_KEYS_MAX_MERCHANTS} merchants at a time."
+            self.message_user(request, message, messages.ERROR)
+            return
+        name = f"issued in admin by {request.user.get_username()}"[:100]
+        for merchant in merchants:
+            key, raw_key = auth.merchant_api_key_create(merchant=merchant, name=name)
+            self.log_change(request, merchant, f"Issued API key mk_{key.prefix}")
+            self._show_raw_key(request, merchant, raw_key)
+
+    def _show_raw_key(self, request, merchant, raw_key):
+        # Only the key's hash is stored: this message is the one time anyone sees it.
+        self.message_user(
+            request,
+            format_html("New API key for {}: <code>{}</code> — copy it now, it is not shown again.", merchant, raw_key),
+            messages.WARNING,
+        )
+
+
+@admin.register(Store)
+class StoreAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "merchant", "plaza", "unit", "is_active"]
+    list_select_related = ["merchant", "plaza"]
+    list_filter = ["is_active", "plaza"]
+    search_fields = ["code", "name"]
+    autocomplete_fields = ["merchant"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The code is printed in the shop's payment QR: changing it would break the QR.
+        return ["code", "created_at"] if obj else ["created_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # transactions and visits point at it: deactivate instead
+
+
+@admin.register(MerchantApiKey)
+class MerchantApiKeyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["key", "merchant", "name", "created_at", "last_used_at", "revoked_at"]
+    list_select_related = ["merchant"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["prefix"]
+    search_help_text = "A key's prefix: mk_<prefix>."
+    fields = ["key", "merchant", "name", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    @admin.display(description="key")
+    def key(self, obj):
+        return f"mk_{obj.prefix}_…"
+
+    def get_search_results(self, request, queryset, search_term):
+        prefix = search_term.strip().removeprefix(auth.KEY_PREFIX).split("_", 1)[0]
+        return (queryset.filter(prefix=prefix) if prefix else queryset), False
+
+    def has_revoke_permission(self, request):
+        return request.user.has_perm("members.change_merchantapikey")
+
+    @admin.action(description="Revoke selected keys", permissions=["revoke"])
+    def revoke(self, request, queryset):
+        keys = list(queryset.filter(revoked_at__isnull=True).select_related("merchant"))
+        for key in keys:
+            auth.merchant_api_key_revoke(key=key)
+            self.log_change(request, key.merchant, f"Revoked API key mk_{key.prefix}")
+        self.message_user(request, f"Revoked {len(keys)} key(s).", messages.SUCCESS)

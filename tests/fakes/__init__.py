@@ -1,0 +1,1 @@
+"""Local fakes of the outside world for tests (never a real platform host)."""
