@@ -1,4 +1,5 @@
 # Two commands do everything on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -20,15 +21,15 @@ migrate: install
 	$(PY) manage.py createcachetable
 
 seed: migrate
-	$(PY) manage.py seed_demo
+	$(PY) manage.py seed_demo --base-url http://$(HOST):$(PORT)
 
 # Web server and task cluster together on the embedded default; Ctrl-C stops both.
 run: seed
 	@echo "Starting gunicorn on http://$(HOST):$(PORT)/ and the django-q2 cluster (Ctrl-C stops both)"
-	@trap 'kill 0' INT TERM EXIT; \
-	$(PY) manage.py qcluster & \
-	$(VENV)/bin/gunicorn o2o_site.wsgi --bind $(HOST):$(PORT) --workers 2 --threads 8 --access-logfile - & \
-	wait
+	@trap 'trap - INT TERM EXIT; kill $$qpid $$wpid 2>/dev/null; wait' INT TERM EXIT; \
+	$(PY) manage.py qcluster & qpid=$$!; \
+	$(VENV)/bin/gunicorn o2o_site.wsgi --bind $(HOST):$(PORT) --workers 2 --threads 8 --access-logfile - & wpid=$$!; \
+	wait -n
 
 test: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -31,7 +31,11 @@ DEMO_STAFF = ("admin", "admin")
 class Command(BaseCommand):
     help = "Seed a demo mall (plazas, merchants, stores, members, points history). Safe to run twice."
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="where the demo is served, for the printed links")
+
+    def handle(self, *args, base_url, **options):
+        base_url = base_url.rstrip("/")
         if not settings.DEBUG:
             raise CommandError("seed_demo creates a demo staff login; it runs only with DEBUG on")
         rng = random.Random(20261123)
@@ -43,8 +47,8 @@ class Command(BaseCommand):
         api_key = self._demo_api_key(stores[0].merchant)
         self._staff()
         self.stdout.write(self.style.SUCCESS(f"Demo mall ready: {len(plazas)} plazas, {len(stores)} stores, {len(members)} members"))
-        self.stdout.write(f"  Admin:            http://127.0.0.1:8000/admin/  (login {DEMO_STAFF[0]} / {DEMO_STAFF[1]})")
-        self.stdout.write("  Merchant API:     http://127.0.0.1:8000/api/v1/  (docs at /api/docs/)")
+        self.stdout.write(f"  Admin:            {base_url}/admin/  (login {DEMO_STAFF[0]} / {DEMO_STAFF[1]})")
+        self.stdout.write(f"  Merchant API:     {base_url}/api/v1/  (docs at {base_url}/api/docs/)")
         self.stdout.write(f"  Demo POS key:     {api_key}  (merchant {stores[0].merchant.name}, store {stores[0].code})")
         self.stdout.write(f"  A demo member:    {members[0].member_no}")
 
