@@ -501,7 +501,9 @@ def points_transfer(
 
     def body(wallets, now):
         src, dst = wallets[source.pk], wallets[target.pk]
-        if dst.member.status != Member.Status.ACTIVE:
+        # A banned member may still receive (a merge folds a duplicate into them); a
+        # merged-away member never does: their points live with the survivor.
+        if dst.member.status == Member.Status.MERGED:
             raise MemberNotActive(extra={"member_no": dst.member.member_no})
         amount = _spendable(src, now) if points is None else points
         if points is not None and _spendable(src, now) < points:

@@ -140,13 +140,13 @@ def merchant_create(
     return merchant, store, key, raw_key
 
 
-def visit_record(*, member: Member, store: Store, kind: str, amount_fen: int = 0, at=None) -> Visit:
+def visit_record(*, member: Member, plaza: Plaza, kind: str, store: Store | None = None, amount_fen: int = 0, at=None) -> Visit:
     """An offline visit (check-in, purchase, redemption, payment) for segments and reports."""
     at = at or timezone.now()
-    visit = Visit.objects.create(member=member, plaza_id=store.plaza_id, store=store, kind=kind, amount_fen=amount_fen, occurred_at=at)
+    visit = Visit.objects.create(member=member, plaza=plaza, store=store, kind=kind, amount_fen=amount_fen, occurred_at=at)
     Member.objects.filter(pk=member.pk).filter(
         Q(last_visit_at__isnull=True) | Q(last_visit_at__lt=at)
-    ).update(last_visit_at=at, last_visit_plaza_id=store.plaza_id)
+    ).update(last_visit_at=at, last_visit_plaza=plaza)
     return visit
 
 

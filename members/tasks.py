@@ -3,7 +3,7 @@
 from django.utils import timezone
 
 from core.errors import ApplicationError
-from members import ledger
+from members import ledger, pushes
 
 BATCH = 500
 
@@ -28,3 +28,7 @@ def points_expire_due() -> int:
 
 def ledger_rollup() -> int:
     return ledger.ledger_rollup()
+
+
+def push_deliver(push_id: int) -> None:
+    pushes.push_deliver(push_id=push_id)

@@ -132,7 +132,7 @@ def purchase_record(
                 )
         except IntegrityError:
             raise DuplicateOrderRef(extra={"order_ref": order_ref}) from None
-        visit_record(member=member, store=store, kind=Visit.Kind.PURCHASE, amount_fen=amount_fen, at=earn.created_at)
+        visit_record(member=member, plaza=store.plaza, store=store, kind=Visit.Kind.PURCHASE, amount_fen=amount_fen, at=earn.created_at)
         return purchase
 
 
@@ -171,7 +171,7 @@ def redemption_record(
             merchant=merchant, store=store, member=member, points=points, order_ref=order_ref, redeem=redeem,
             created_at=redeem.created_at,
         )
-        visit_record(member=member, store=store, kind=Visit.Kind.REDEMPTION, at=redeem.created_at)
+        visit_record(member=member, plaza=store.plaza, store=store, kind=Visit.Kind.REDEMPTION, at=redeem.created_at)
         return redemption
 
 

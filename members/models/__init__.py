@@ -1,9 +1,14 @@
 from members.models.ledger import Account, Entry, Lot, PointsTransaction
-from members.models.members import Identity, Member, Tier, Visit
+from members.models.members import Checkin, Identity, Member, Tier, Visit
+from members.models.pushes import InboxMessage, Push, PushTemplate
 from members.models.tenants import Merchant, MerchantApiKey, Plaza, Store
 
 __all__ = [
     "Account",
+    "Checkin",
+    "InboxMessage",
+    "Push",
+    "PushTemplate",
     "Entry",
     "Identity",
     "Lot",

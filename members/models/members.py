@@ -90,6 +90,12 @@ class Identity(models.Model):
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="identities")
     channel = models.CharField(max_length=20, choices=Channel.choices)
     external_id = models.CharField(max_length=128)
+    # Official account / service window: whether the shopper follows us now. Pushes
+    # to a follower who left are not sent (they stay in the inbox).
+    is_following = models.BooleanField(default=False)
+    # The last message or event from the shopper: WeChat allows customer-service
+    # messages for 48 hours after it.
+    last_inbound_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -100,6 +106,26 @@ class Identity(models.Model):
 
     def __str__(self):
         return f"{self.channel}:{self.external_id}"
+
+
+class Checkin(models.Model):
+    """A check-in at a plaza: at most one per member, plaza and local day."""
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="checkins")
+    plaza = models.ForeignKey(Plaza, on_delete=models.PROTECT, related_name="checkins")
+    day = models.DateField()
+    # Consecutive days with a check-in anywhere in the group, this one included.
+    streak = models.PositiveIntegerField(default=1)
+    points = models.PositiveIntegerField(default=0)
+    bonus_points = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["member", "day"])]
+        constraints = [models.UniqueConstraint(fields=["member", "plaza", "day"], name="one_checkin_per_plaza_per_day")]
+
+    def __str__(self):
+        return f"{self.member_id} @ {self.plaza_id} on {self.day}"
 
 
 class Visit(models.Model):

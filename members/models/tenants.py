@@ -9,6 +9,8 @@ class Plaza(models.Model):
     name = models.CharField(max_length=100)
     city = models.CharField(max_length=50, blank=True)
     address = models.CharField(max_length=200, blank=True)
+    # What is on today, told to shoppers when they check in; edited by staff.
+    notice = models.CharField(max_length=200, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

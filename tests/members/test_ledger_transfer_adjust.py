@@ -39,13 +39,14 @@ def test_transfer_of_part_refuses_more_than_the_balance():
     assert ledger.member_points_balance(member=a) == 10
 
 
-def test_transfer_to_self_or_to_a_banned_member_is_refused():
+def test_transfer_to_self_or_to_a_merged_member_is_refused():
     a, b = make_member(), make_member()
     ledger.points_grant(member=a, points=10, reason="x", idempotency_key="g")
     with pytest.raises(ledger.ApplicationError) as exc:
         ledger.points_transfer(source=a, target=a, reason="x", idempotency_key="t1")
     assert exc.value.code == "same_member"
-    Member.objects.filter(pk=b.pk).update(status=Member.Status.BANNED)
+    c = make_member()
+    Member.objects.filter(pk=b.pk).update(status=Member.Status.MERGED, merged_into=c)
     with pytest.raises(ledger.MemberNotActive):
         ledger.points_transfer(source=a, target=b, reason="x", idempotency_key="t2")
     assert ledger.member_points_balance(member=a) == 10

@@ -1,0 +1,156 @@
+"""Who a channel user is: find or create the member behind an identity, link by unionid,
+and merge two members who turn out to be one person.
+
+A shopper never fills in a form: the first time WeChat or Alipay tells us an openid or
+user_id we have not seen, that person becomes a member on the spot. WeChat's unionid
+is the same for one person across our official account and mini-program, so it links
+their identities into one member; if both already had a member, the newer is merged
+into the older through the ledger (points are moved, never created or lost).
+"""
+
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from core.errors import ApplicationError
+from members import ledger, services
+from members.models import Identity, Member, Plaza, Visit
+
+Channel = Identity.Channel
+
+
+class MemberBanned(ApplicationError):
+    """This member is banned."""
+
+    code = "member_banned"
+    status = 403
+
+
+@dataclass(frozen=True)
+class Found:
+    member: Member
+    created: bool
+
+
+def member_active(member: Member) -> Member:
+    """Follow a merged member to the one it was merged into."""
+    seen = set()
+    while member.status == Member.Status.MERGED and member.merged_into_id and member.pk not in seen:
+        seen.add(member.pk)
+        member = Member.objects.select_related("tier").get(pk=member.merged_into_id)
+    return member
+
+
+def _member_of(channel: str, external_id: str) -> Member | None:
+    identity = Identity.objects.select_related("member__tier").filter(channel=channel, external_id=external_id).first()
+    return member_active(identity.member) if identity else None
+
+
+def member_for_identity(
+    *,
+    channel: str,
+    external_id: str,
+    unionid: str | None = None,
+    join_channel: str,
+    plaza: Plaza | None = None,
+    nickname: str = "",
+    refuse_banned: bool = True,
+) -> Found:
+    """The member behind ``channel:external_id`` (and ``unionid``), created if new."""
+    external_id = (external_id or "").strip()
+    unionid = (unionid or "").strip() or None
+    if not external_id or len(external_id) > 128 or (unionid and len(unionid) > 128):
+        raise ApplicationError("a channel identity is required", code="identity_invalid")
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                found = _find_or_create(channel, external_id, unionid, join_channel, plaza, nickname)
+            break
+        except IntegrityError:
+            # The same new shopper arrived twice at once; the other request created them.
+            if attempt == 2:
+                raise
+    if refuse_banned and found.member.status == Member.Status.BANNED:
+        raise MemberBanned(extra={"member_no": found.member.member_no})
+    return found
+
+
+def _find_or_create(channel, external_id, unionid, join_channel, plaza, nickname) -> Found:
+    by_channel = _member_of(channel, external_id)
+    by_union = _member_of(Channel.WECHAT_UNIONID, unionid) if unionid else None
+    if by_channel and by_union and by_channel.pk != by_union.pk:
+        older, newer = sorted([by_channel, by_union], key=lambda m: m.pk)
+        return Found(member_merge(source=newer, target=older, reason=f"same unionid {unionid}"), created=False)
+    member = by_channel or by_union
+    created = member is None
+    if created:
+        member = services.member_create(join_channel=join_channel, plaza=plaza, nickname=nickname)
+    if by_channel is None:
+        Identity.objects.create(member=member, channel=channel, external_id=external_id)
+    if unionid and by_union is None:
+        Identity.objects.create(member=member, channel=Channel.WECHAT_UNIONID, external_id=unionid)
+    return Found(member, created)
+
+
+def identity_link_unionid(*, member: Member, unionid: str) -> Member:
+    """Learned a follower's unionid later (user info API): link, merging if needed."""
+    unionid = (unionid or "").strip()
+    if not unionid:
+        return member
+    with transaction.atomic():
+        other = _member_of(Channel.WECHAT_UNIONID, unionid)
+        if other is None:
+            try:
+                with transaction.atomic():
+                    Identity.objects.create(member=member, channel=Channel.WECHAT_UNIONID, external_id=unionid)
+            except IntegrityError:
+                other = _member_of(Channel.WECHAT_UNIONID, unionid)
+        if other is None or other.pk == member.pk:
+            return member
+        older, newer = sorted([member, other], key=lambda m: m.pk)
+        return member_merge(source=newer, target=older, reason=f"same unionid {unionid}")
+
+
+def member_merge(*, source: Member, target: Member, reason: str) -> Member:
+    """Fold ``source`` into ``target``: points (through the ledger, keeping expiry),
+    identities, visits, phone and the better tier. ``source`` stays, marked merged.
+    Safe to run twice."""
+    if source.pk == target.pk:
+        return target
+    with transaction.atomic():
+        # The ledger transfer locks both wallets (in id order) before anything moves.
+        ledger.points_transfer(source=source, target=target, reason=f"merge: {reason}"[:200], idempotency_key=f"merge:{source.pk}:{target.pk}")
+        source = Member.objects.select_related("tier").get(pk=source.pk)
+        target = Member.objects.select_related("tier").get(pk=target.pk)
+        if source.status == Member.Status.MERGED:
+            return target
+        Identity.objects.filter(member=source).update(member=target)
+        Visit.objects.filter(member=source).update(member=target)
+        changed = []
+        if source.phone and not target.phone:
+            phone = source.phone
+            Member.objects.filter(pk=source.pk).update(phone=None)
+            target.phone = phone
+            changed.append("phone")
+        if source.tier and (target.tier is None or source.tier.threshold_fen > target.tier.threshold_fen):
+            target.tier = source.tier
+            changed.append("tier")
+        if source.last_visit_at and (target.last_visit_at is None or source.last_visit_at > target.last_visit_at):
+            target.last_visit_at, target.last_visit_plaza_id = source.last_visit_at, source.last_visit_plaza_id
+            changed += ["last_visit_at", "last_visit_plaza"]
+        if source.status == Member.Status.BANNED:
+            target.status = Member.Status.BANNED
+            changed.append("status")
+        if changed:
+            target.save(update_fields=changed)
+        Member.objects.filter(pk=source.pk).update(status=Member.Status.MERGED, merged_into=target)
+    return target
+
+
+def identity_touch(*, channel: str, external_id: str, following: bool | None = None) -> None:
+    """Record an inbound message or event (the 48-hour window) and follow / unfollow."""
+    fields = {"last_inbound_at": timezone.now()}
+    if following is not None:
+        fields["is_following"] = following
+    Identity.objects.filter(channel=channel, external_id=external_id).update(**fields)
