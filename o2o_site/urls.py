@@ -1,9 +1,9 @@
 from django.contrib import admin
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.api import api_not_found
-from members import api as members_api
+from members.api import merchant as members_api
 from payments import api as payments_api
 
 merchant_api = [
@@ -21,6 +21,9 @@ merchant_api = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     *merchant_api,
+    path("api/mp/v1/", include("members.urls_mp")),
+    path("m/", include("members.urls_h5")),
+    path("", include("bots.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     re_path(r"^api/", api_not_found),

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from core.api import COMMON_ERRORS, StrictIntegerField, error_responses
 from members import ledger
-from members.api import MEMBER_ERRORS, MemberRefSerializer, MerchantApiView, member_from
+from members.api.merchant import MEMBER_ERRORS, MemberRefSerializer, MerchantApiView, member_from
 from payments import reports, services
 
 IDEMPOTENCY_HEADER = OpenApiParameter(

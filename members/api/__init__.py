@@ -1,0 +1,1 @@
+"""JSON APIs over members: ``merchant`` (POS, /api/v1/) and ``shopper`` (mini-program, /api/mp/v1/)."""
