@@ -7,6 +7,7 @@ validation errors add ``errors``: ``{field: [{"code", "message"}]}``.
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import exceptions, serializers
@@ -58,6 +59,7 @@ def _field_errors(details):
     return details
 
 
+@csrf_exempt  # a POS's POST to a wrong path must get the JSON 404, not a CSRF page
 def api_not_found(request, *args, **kwargs):
     """Unknown paths under /api/ answer in the API's shape, not Django's HTML."""
     return JsonResponse({"code": "not_found", "message": "No such endpoint."}, status=404)
@@ -122,11 +124,6 @@ def _codes_in(description: str) -> list[str]:
     return [part.split(":")[0].strip() for part in description.split(";") if ":" in part]
 
 
-COMMON_ERRORS = {
-    "401": "not_authenticated: no Authorization header; authentication_failed / invalid_api_key: the key is wrong or revoked",
-    "403": "merchant_not_active: the merchant is suspended or closed",
-    "429": "throttled: too many requests for this key (see Retry-After)",
-}
 
 
 def server_error(request, *args, **kwargs):

@@ -79,17 +79,17 @@ def member_code_check(*, code: str, caller: str, now: datetime | None = None) ->
     ``caller`` names who is scanning (e.g. the API key prefix): wrong guesses are
     counted per caller, and past GUESS_LIMIT in the window every code is refused.
     """
-    throttle_key = f"member-code-guesses:{caller}"
-    if (cache.get(throttle_key) or 0) >= GUESS_LIMIT:
-        raise TooManyInvalidCodes()
     now = now or timezone.now()
+    # A fixed window, named by its number and written with an explicit timeout: the
+    # database cache's incr() would reset a key's lifetime to the default.
+    throttle_key = f"member-code-guesses:{caller}:{int(now.timestamp()) // GUESS_WINDOW_SECONDS}"
+    guesses = cache.get(throttle_key) or 0
+    if guesses >= GUESS_LIMIT:
+        raise TooManyInvalidCodes()
     try:
         return _verify(code, now)
     except (MemberCodeInvalid, MemberCodeExpired):
-        try:
-            cache.incr(throttle_key)
-        except ValueError:
-            cache.add(throttle_key, 1, GUESS_WINDOW_SECONDS)
+        cache.set(throttle_key, guesses + 1, timeout=GUESS_WINDOW_SECONDS)
         raise
 
 

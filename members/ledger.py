@@ -26,6 +26,7 @@ from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from members.models import Account, Entry, Lot, Member, Merchant, PointsTransaction, Store
 
 Kind = PointsTransaction.Kind
+MAX_KEY_LENGTH = PointsTransaction._meta.get_field("idempotency_key").max_length
 
 
 class InvalidPoints(ApplicationError):
@@ -158,8 +159,8 @@ def _lock_wallets(member_ids: list[int]) -> dict[int, Account]:
 
 def _run(*, key: str, request_hash: str, member_ids: list[int], body) -> PointsTransaction:
     """Lock the wallets, replay or run ``body(wallets, now)``, all in one transaction."""
-    if not key or len(key) > 200:
-        raise ApplicationError("idempotency key must be 1 to 200 characters", code="invalid_idempotency_key")
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise ApplicationError(f"idempotency key must be 1 to {MAX_KEY_LENGTH} characters", code="invalid_idempotency_key")
     try:
         with transaction.atomic():
             wallets = _lock_wallets(member_ids)

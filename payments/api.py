@@ -8,13 +8,21 @@ gets 409 idempotency_conflict, and concurrent requests with one key have one eff
 from datetime import date
 
 from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from core.api import COMMON_ERRORS, StrictIntegerField, error_responses
+from core.api import StrictIntegerField
 from members import ledger
-from members.api.merchant import MEMBER_ERRORS, MemberRefSerializer, MerchantApiView, member_from
+from members.api.merchant import (
+    MEMBER_ERRORS,
+    MemberRefSerializer,
+    MerchantApiView,
+    member_from,
+    merchant_error_responses,
+)
 from payments import reports, services
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -22,18 +30,30 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     description="1–200 printable ASCII characters, unique per operation (a UUID is a good choice). "
     "Retrying with the same key and body returns the first response.",
 )
-POST_ERRORS = {
-    "401": COMMON_ERRORS["401"],
-    "429": COMMON_ERRORS["429"] + "; too_many_invalid_codes: too many wrong member codes",
-}
+TOO_MANY_CODES = {"429": "too_many_invalid_codes: too many wrong member codes"}
 
 
-def _once(request, run):
-    """Run ``run() -> (status, body)`` once per Idempotency-Key and answer with its response."""
+def _once(request, prepare, effect):
+    """Answer a POST once per Idempotency-Key; a replay gets the first response's bytes.
+
+    ``prepare()`` validates and resolves the input outside the transaction (so that
+    wrong member codes stay counted although the request fails); ``effect(prepared)
+    -> (status, body)`` runs inside it, and its rendered response is stored with it.
+    """
+    merchant = request.user.merchant
     key = services.idempotency_key_check(request.headers.get("Idempotency-Key"))
     fingerprint = services.request_fingerprint(method=request.method, path=request.path, body=request.data)
-    status, body = services.api_request_once(merchant=request.user.merchant, key=key, fingerprint=fingerprint, run=run)
-    return Response(body, status=status)
+    answer = services.api_request_replayed(merchant=merchant, key=key, fingerprint=fingerprint)
+    if answer is None:
+        prepared = prepare()
+
+        def run():
+            status, body = effect(prepared)
+            return status, JSONRenderer().render(body).decode()
+
+        answer = services.api_request_once(merchant=merchant, key=key, fingerprint=fingerprint, run=run)
+    status, text = answer
+    return HttpResponse(text, status=status, content_type="application/json")
 
 
 def _validated(serializer_class, data) -> dict:
@@ -75,37 +95,38 @@ class PurchaseCreateApi(MerchantApiView):
             "member_code": "87408045666652830219846", "store_code": "sh-starbucks", "amount_fen": 3800, "order_ref": "POS-0001"})],
         responses={
             201: PurchaseOutputSerializer,
-            **error_responses(**{
+            **merchant_error_responses(**{
                 "400": MEMBER_ERRORS + "; idempotency_key_required: the header is missing or malformed",
-                "403": "member_not_active: banned or merged; " + COMMON_ERRORS["403"],
+                "403": "member_not_active: banned or merged",
                 "404": "store_not_found: not one of this merchant's stores; member_not_found: no such member",
                 "409": "idempotency_conflict: the key was used with another body; duplicate_order_ref: this order_ref was already booked",
-                **POST_ERRORS,
+                **TOO_MANY_CODES,
             }),
         },
         tags=["purchases"],
     )
     def post(self, request):
-        def run():
+        def prepare():
             data = _validated(self.InputSerializer, request.data)
+            store = services.merchant_store(merchant=request.user.merchant, store_code=data["store_code"])
+            return data, store, member_from(caller=request.user, data=data)
+
+        def effect(prepared):
+            data, store, member = prepared
             purchase = services.purchase_record(
-                merchant=request.user.merchant,
-                store=services.merchant_store(merchant=request.user.merchant, store_code=data["store_code"]),
-                member=member_from(caller=request.user, data=data),
-                amount_fen=data["amount_fen"],
-                order_ref=data["order_ref"],
-                idempotency_key=request.headers["Idempotency-Key"].strip(),
+                merchant=request.user.merchant, store=store, member=member, amount_fen=data["amount_fen"],
+                order_ref=data["order_ref"], idempotency_key=request.headers["Idempotency-Key"].strip(),
             )
             return 201, PurchaseOutputSerializer(purchase).data
 
-        return _once(request, run)
+        return _once(request, prepare, effect)
 
 
 class PurchaseDetailApi(MerchantApiView):
     @extend_schema(
         operation_id="purchases_retrieve",
         summary="One of this merchant's purchases",
-        responses={200: PurchaseOutputSerializer, **error_responses(**{"404": "purchase_not_found: not this merchant's purchase", "401": COMMON_ERRORS["401"]})},
+        responses={200: PurchaseOutputSerializer, **merchant_error_responses(**{"404": "purchase_not_found: not this merchant's purchase"})},
         tags=["purchases"],
     )
     def get(self, request, purchase_id: int):
@@ -146,26 +167,27 @@ class PurchaseRefundCreateApi(MerchantApiView):
         parameters=[IDEMPOTENCY_HEADER],
         responses={
             201: OutputSerializer,
-            **error_responses(**{
+            **merchant_error_responses(**{
                 "400": "validation_error: amount_fen is not a positive JSON integer within bounds; idempotency_key_required",
                 "404": "purchase_not_found: not this merchant's purchase",
                 "409": "refund_exceeds_purchase: more than what is left of the purchase; idempotency_conflict",
-                **POST_ERRORS,
             }),
         },
         tags=["purchases"],
     )
     def post(self, request, purchase_id: int):
-        def run():
+        def prepare():
             data = _validated(self.InputSerializer, request.data)
+            return data, services.merchant_purchase(merchant=request.user.merchant, purchase_id=purchase_id)
+
+        def effect(prepared):
+            data, purchase = prepared
             refund = services.purchase_refund(
-                purchase=services.merchant_purchase(merchant=request.user.merchant, purchase_id=purchase_id),
-                amount_fen=data["amount_fen"],
-                idempotency_key=request.headers["Idempotency-Key"].strip(),
+                purchase=purchase, amount_fen=data["amount_fen"], idempotency_key=request.headers["Idempotency-Key"].strip()
             )
             return 201, self.OutputSerializer(refund).data
 
-        return _once(request, run)
+        return _once(request, prepare, effect)
 
 
 # --- redemptions ----------------------------------------------------------------------
@@ -202,37 +224,38 @@ class RedemptionCreateApi(MerchantApiView):
         parameters=[IDEMPOTENCY_HEADER],
         responses={
             201: RedemptionOutputSerializer,
-            **error_responses(**{
+            **merchant_error_responses(**{
                 "400": MEMBER_ERRORS + "; idempotency_key_required",
-                "403": "member_not_active: banned or merged; " + COMMON_ERRORS["403"],
+                "403": "member_not_active: banned or merged",
                 "404": "store_not_found; member_not_found",
                 "409": "insufficient_points: the balance does not cover it, nothing changed; idempotency_conflict",
-                **POST_ERRORS,
+                **TOO_MANY_CODES,
             }),
         },
         tags=["redemptions"],
     )
     def post(self, request):
-        def run():
+        def prepare():
             data = _validated(self.InputSerializer, request.data)
+            store = services.merchant_store(merchant=request.user.merchant, store_code=data["store_code"])
+            return data, store, member_from(caller=request.user, data=data)
+
+        def effect(prepared):
+            data, store, member = prepared
             redemption = services.redemption_record(
-                merchant=request.user.merchant,
-                store=services.merchant_store(merchant=request.user.merchant, store_code=data["store_code"]),
-                member=member_from(caller=request.user, data=data),
-                points=data["points"],
-                order_ref=data["order_ref"],
-                idempotency_key=request.headers["Idempotency-Key"].strip(),
+                merchant=request.user.merchant, store=store, member=member, points=data["points"],
+                order_ref=data["order_ref"], idempotency_key=request.headers["Idempotency-Key"].strip(),
             )
             return 201, RedemptionOutputSerializer(redemption).data
 
-        return _once(request, run)
+        return _once(request, prepare, effect)
 
 
 class RedemptionDetailApi(MerchantApiView):
     @extend_schema(
         operation_id="redemptions_retrieve",
         summary="One of this merchant's redemptions",
-        responses={200: RedemptionOutputSerializer, **error_responses(**{"404": "redemption_not_found", "401": COMMON_ERRORS["401"]})},
+        responses={200: RedemptionOutputSerializer, **merchant_error_responses(**{"404": "redemption_not_found"})},
         tags=["redemptions"],
     )
     def get(self, request, redemption_id: int):
@@ -262,26 +285,27 @@ class RedemptionRefundCreateApi(MerchantApiView):
         parameters=[IDEMPOTENCY_HEADER],
         responses={
             201: OutputSerializer,
-            **error_responses(**{
+            **merchant_error_responses(**{
                 "400": "validation_error; idempotency_key_required",
                 "404": "redemption_not_found",
                 "409": "refund_exceeds_purchase: more than the redemption took; idempotency_conflict",
-                **POST_ERRORS,
             }),
         },
         tags=["redemptions"],
     )
     def post(self, request, redemption_id: int):
-        def run():
+        def prepare():
             data = _validated(self.InputSerializer, request.data)
+            return data, services.merchant_redemption(merchant=request.user.merchant, redemption_id=redemption_id)
+
+        def effect(prepared):
+            data, redemption = prepared
             refund = services.redemption_refund(
-                redemption=services.merchant_redemption(merchant=request.user.merchant, redemption_id=redemption_id),
-                points=data["points"],
-                idempotency_key=request.headers["Idempotency-Key"].strip(),
+                redemption=redemption, points=data["points"], idempotency_key=request.headers["Idempotency-Key"].strip()
             )
             return 201, self.OutputSerializer(refund).data
 
-        return _once(request, run)
+        return _once(request, prepare, effect)
 
 
 # --- reports --------------------------------------------------------------------------
@@ -317,7 +341,7 @@ class DailyReportApi(MerchantApiView):
         ],
         responses={
             200: OutputSerializer(many=True),
-            **error_responses(**{"400": "validation_error: from/to missing or not dates; invalid_period: to before from, or more than 92 days", "401": COMMON_ERRORS["401"]}),
+            **merchant_error_responses(**{"400": "validation_error: from/to missing or not dates; invalid_period: to before from, or more than 92 days"}),
         },
         tags=["reports"],
     )
@@ -340,7 +364,7 @@ class SettlementApi(MerchantApiView):
         operation_id="settlements_retrieve",
         summary="The settlement statement for a month",
         parameters=[OpenApiParameter("period", str, OpenApiParameter.QUERY, required=True, description="YYYY-MM")],
-        responses={200: OutputSerializer, **error_responses(**{"400": "invalid_period: not YYYY-MM", "401": COMMON_ERRORS["401"]})},
+        responses={200: OutputSerializer, **merchant_error_responses(**{"400": "invalid_period: not YYYY-MM"})},
         tags=["reports"],
     )
     def get(self, request):

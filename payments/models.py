@@ -97,7 +97,9 @@ class ApiRequest(models.Model):
     key = models.CharField(max_length=200)
     request_hash = models.CharField(max_length=64)
     status_code = models.PositiveSmallIntegerField()
-    response = models.JSONField()
+    # The rendered JSON, kept as text: jsonb would reorder its keys, and a replay
+    # must be the first response byte for byte.
+    response = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -49,7 +49,8 @@ def idempotency_key_check(key: str | None) -> str:
     return key
 
 
-def _stored(merchant: Merchant, key: str, fingerprint: str) -> tuple[int, dict] | None:
+def api_request_replayed(*, merchant: Merchant, key: str, fingerprint: str) -> tuple[int, str] | None:
+    """The stored first response to this key, or None; another body is a conflict."""
     record = ApiRequest.objects.filter(merchant=merchant, key=key).first()
     if record is None:
         return None
@@ -59,14 +60,16 @@ def _stored(merchant: Merchant, key: str, fingerprint: str) -> tuple[int, dict] 
 
 
 def api_request_once(
-    *, merchant: Merchant, key: str, fingerprint: str, run: Callable[[], tuple[int, dict]]
-) -> tuple[int, dict]:
+    *, merchant: Merchant, key: str, fingerprint: str, run: Callable[[], tuple[int, str]]
+) -> tuple[int, str]:
     """Run ``run`` once per (merchant, key): a replay gets the first response back.
 
-    The response is stored in the same transaction as the effect. Errors raised by
-    ``run`` are not stored (nothing changed), so a retry after an error runs again.
+    ``run`` returns the status and the rendered body, stored as text so that a replay
+    is the first response byte for byte. It is stored in the same transaction as the
+    effect. Errors raised by ``run`` are not stored (nothing changed), so a retry after
+    an error runs again.
     """
-    replay = _stored(merchant, key, fingerprint)
+    replay = api_request_replayed(merchant=merchant, key=key, fingerprint=fingerprint)
     if replay is not None:
         return replay
     try:
@@ -76,7 +79,7 @@ def api_request_once(
             return status, body
     except IntegrityError:
         # A concurrent request with the same key committed first: answer as it did.
-        replay = _stored(merchant, key, fingerprint)
+        replay = api_request_replayed(merchant=merchant, key=key, fingerprint=fingerprint)
         if replay is None:
             raise
         return replay

@@ -5,11 +5,27 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import COMMON_ERRORS, error_responses
+from core.api import error_responses
 from core.errors import ApplicationError
 from members import codes, ledger, services
 from members.auth import IsActiveMerchant, MerchantCaller, MerchantKeyAuthentication, MerchantKeyThrottle
 from members.models import Member
+
+
+# Errors any merchant call can get, merged into each operation's own.
+COMMON_ERRORS = {
+    "401": "not_authenticated: no Authorization header; invalid_api_key: the key is wrong or revoked",
+    "403": "merchant_not_active: the merchant is suspended or closed",
+    "429": "throttled: too many requests for this key (see Retry-After)",
+}
+
+
+def merchant_error_responses(**by_status: str) -> dict:
+    """OpenAPI error responses for a merchant operation: its own plus COMMON_ERRORS."""
+    merged = dict(by_status)
+    for status, common in COMMON_ERRORS.items():
+        merged[status] = f"{merged[status]}; {common}" if status in merged else common
+    return error_responses(**merged)
 
 
 class MerchantApiView(APIView):
@@ -65,10 +81,10 @@ class MemberLookupApi(MerchantApiView):
         parameters=[OpenApiParameter("code", str, OpenApiParameter.QUERY, required=True, description="The scanned member code.")],
         responses={
             200: OutputSerializer,
-            **error_responses(
-                **{"400": MEMBER_ERRORS, "403": "member_not_active: banned or merged; " + COMMON_ERRORS["403"],
-                   "404": "member_not_found: no such member", "401": COMMON_ERRORS["401"],
-                   "429": "too_many_invalid_codes: too many wrong codes; throttled: too many requests"}
+            **merchant_error_responses(
+                **{"400": MEMBER_ERRORS, "403": "member_not_active: banned or merged",
+                   "404": "member_not_found: no such member",
+                   "429": "too_many_invalid_codes: too many wrong member codes"}
             ),
         },
         tags=["members"],

@@ -74,7 +74,8 @@ class PointsTransaction(models.Model):
         EXPIRE = "expire", "Expiry"
         TRANSFER = "transfer", "Transfer between members"
 
-    idempotency_key = models.CharField(max_length=200, unique=True)
+    # Room for the API's 200-character keys behind their "api:<merchant>:" prefix.
+    idempotency_key = models.CharField(max_length=255, unique=True)
     # SHA-256 of the request that first used the key: a replay with another body is a conflict.
     request_hash = models.CharField(max_length=64)
     kind = models.CharField(max_length=16, choices=Kind.choices)
