@@ -56,6 +56,13 @@ def _once(request, prepare, effect):
     return HttpResponse(text, status=status, content_type="application/json")
 
 
+def _at_store(request, serializer_class) -> tuple[dict, object, object]:
+    """Validated input, the caller's own store, and the shopper it names."""
+    data = _validated(serializer_class, request.data)
+    store = services.merchant_store(merchant=request.user.merchant, store_code=data["store_code"])
+    return data, store, member_from(caller=request.user, data=data)
+
+
 def _validated(serializer_class, data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
@@ -107,9 +114,7 @@ class PurchaseCreateApi(MerchantApiView):
     )
     def post(self, request):
         def prepare():
-            data = _validated(self.InputSerializer, request.data)
-            store = services.merchant_store(merchant=request.user.merchant, store_code=data["store_code"])
-            return data, store, member_from(caller=request.user, data=data)
+            return _at_store(request, self.InputSerializer)
 
         def effect(prepared):
             data, store, member = prepared
@@ -236,9 +241,7 @@ class RedemptionCreateApi(MerchantApiView):
     )
     def post(self, request):
         def prepare():
-            data = _validated(self.InputSerializer, request.data)
-            store = services.merchant_store(merchant=request.user.merchant, store_code=data["store_code"])
-            return data, store, member_from(caller=request.user, data=data)
+            return _at_store(request, self.InputSerializer)
 
         def effect(prepared):
             data, store, member = prepared
