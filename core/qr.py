@@ -33,7 +33,13 @@ def qr_png(content: str, *, box_size: int = 10) -> bytes:
     return buffer.getvalue()
 
 
-@lru_cache(maxsize=512)
-def qr_svg(content: str) -> str:
+def qr_svg_once(content: str) -> str:
+    """For content that changes every minute (member codes): drawn, not memoised, so it
+    does not push the printed codes out of the memo."""
     image = _qr(content).make_image(image_factory=qrcode.image.svg.SvgPathImage)
     return image.to_string(encoding="unicode")
+
+
+@lru_cache(maxsize=512)
+def qr_svg(content: str) -> str:
+    return qr_svg_once(content)

@@ -243,6 +243,12 @@ ALIPAY_SELLER_ID = env_str("ALIPAY_SELLER_ID")
 WECHAT_API_BASE_URL = env_str("WECHAT_API_BASE_URL", "https://api.weixin.qq.com/")
 WECHAT_PAY_API_BASE_URL = env_str("WECHAT_PAY_API_BASE_URL", "https://api.mch.weixin.qq.com/")
 ALIPAY_GATEWAY_URL = env_str("ALIPAY_GATEWAY_URL", "https://openapi.alipay.com/gateway.do")
+# Where shoppers' browsers send them to log in (web OAuth: snsapi_base / auth_base).
+WECHAT_OAUTH_AUTHORIZE_URL = env_str("WECHAT_OAUTH_AUTHORIZE_URL", "https://open.weixin.qq.com/connect/oauth2/authorize")
+ALIPAY_OAUTH_AUTHORIZE_URL = env_str("ALIPAY_OAUTH_AUTHORIZE_URL", "https://openauth.alipay.com/oauth2/publicAppAuthorize.htm")
+# The public origin of this site (https://mall.example.com) for links in QR posters,
+# chat replies and pushes; empty: the host of the request at hand.
+O2O_PUBLIC_BASE_URL = env_str("O2O_PUBLIC_BASE_URL")
 # Seconds any single outbound platform call may take before it counts as failed.
 PLATFORM_TIMEOUT_SECONDS = env_int("PLATFORM_TIMEOUT_SECONDS", 5)
 

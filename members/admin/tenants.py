@@ -3,13 +3,14 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import redirect
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext, gettext_lazy
 
 from core.errors import ApplicationError
-from members import auth, services
+from members import auth, services, views
 from members.admin.base import (
     ISSUE_KEYS_MAX_MERCHANTS,
     ReadOnlyInline,
@@ -26,15 +27,62 @@ from members.models import (
 
 # --- tenants ----------------------------------------------------------------------
 
+# Posters printed at once by one action: one page of QR images each.
+PRINT_QR_MAX = 200
+
+
+class PrintQrMixin:
+    """A printable page of QR posters (members.views.qr_posters) for one object, from a
+    link on its page and in its row, and for a selection, from an action. Only active
+    objects have a working link, so only they are printed."""
+
+    print_qr_label = ""
+
+    def get_urls(self):
+        name = f"{self.opts.app_label}_{self.opts.model_name}_print_qr"
+        view = self.admin_site.admin_view(self.print_qr_view)
+        return [path("<path:object_id>/print-qr/", view, name=name), *super().get_urls()]
+
+    def print_qr_view(self, request, object_id):
+        obj = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not self.has_view_permission(request, obj):
+            raise PermissionDenied
+        if not obj.is_active:
+            self.message_user(request, gettext("Only an active plaza or store has a working QR code."), messages.ERROR)
+            return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", obj.pk)
+        return self.print_qr_response(request, [obj])
+
+    @admin.display(description=gettext_lazy("QR code"))
+    def print_qr_link(self, obj):
+        if not obj.pk or not obj.is_active:
+            return "—"
+        url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_print_qr", args=[obj.pk])
+        return format_html('<a href="{}" target="_blank">{}</a>', url, self.print_qr_label)
+
+    @admin.action(description=gettext_lazy("Print QR codes of the selected (active) ones"))
+    def print_qr(self, request, queryset):
+        objects = list(queryset.filter(is_active=True)[: PRINT_QR_MAX + 1])
+        if not objects or len(objects) > PRINT_QR_MAX:
+            message = gettext("Select between 1 and %(max)d active ones to print.") % {"max": PRINT_QR_MAX}
+            self.message_user(request, message, messages.ERROR)
+            return None
+        return self.print_qr_response(request, objects)
+
 
 @admin.register(Plaza)
-class PlazaAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "city", "is_active", "created_at"]
+class PlazaAdmin(PrintQrMixin, admin.ModelAdmin):
+    list_display = ["code", "name", "city", "is_active", "created_at", "print_qr_link"]
     list_filter = ["is_active", "city"]
     search_fields = ["code", "name"]
+    readonly_fields = ["print_qr_link"]
+    actions = ["print_qr"]
+    print_qr_label = gettext_lazy("Print check-in QR")
 
     def has_delete_permission(self, request, obj=None):
         return False  # members, stores and visits point at it: deactivate instead
+
+    def print_qr_response(self, request, plazas):
+        return views.qr_posters(request, plazas=plazas, back=reverse("admin:members_plaza_changelist"))
 
 
 class StoreInline(admin.TabularInline):
@@ -141,16 +189,21 @@ class MerchantAdmin(admin.ModelAdmin):
 
 
 @admin.register(Store)
-class StoreAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "merchant", "plaza", "unit", "is_active"]
+class StoreAdmin(PrintQrMixin, admin.ModelAdmin):
+    list_display = ["code", "name", "merchant", "plaza", "unit", "is_active", "print_qr_link"]
     list_select_related = ["merchant", "plaza"]
     list_filter = ["is_active", "plaza"]
     search_fields = ["code", "name"]
     autocomplete_fields = ["merchant"]
+    actions = ["print_qr"]
+    print_qr_label = gettext_lazy("Print payment QR")
 
     def get_readonly_fields(self, request, obj=None):
         # The code is printed in the shop's payment QR: changing it would break the QR.
-        return ["code", "created_at"] if obj else ["created_at"]
+        return ["code", "created_at", "print_qr_link"] if obj else ["created_at"]
+
+    def print_qr_response(self, request, stores):
+        return views.qr_posters(request, stores=stores, back=reverse("admin:members_store_changelist"))
 
     def has_delete_permission(self, request, obj=None):
         return False  # transactions and visits point at it: deactivate instead

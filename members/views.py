@@ -1,0 +1,400 @@
+"""The shopper's H5 pages under /m/: member card, points history, inbox, the check-in
+and pay-at-shop landings of printed QR codes, login, and those QR images themselves.
+
+Mobile first and light for a slow phone: server-rendered HTML with the codes drawn
+inline as SVG, one small stylesheet, and a few lines of JavaScript that fetch the next
+member code before the shown one expires. Chinese by default, English on request.
+"""
+
+import hashlib
+from functools import wraps
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import get_conditional_response, patch_cache_control
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.i18n import set_language
+
+from core.barcode import code128_svg
+from core.links import public_url
+from core.errors import ApplicationError, NotFound, PlatformError
+from core.qr import qr_png, qr_svg, qr_svg_once
+from members import checkin as checkins
+from members import codes, ledger, pushes, web_auth
+from members.identity import MemberBanned
+from members.models import Checkin, InboxMessage, Member, Plaza, PointsTransaction, Store
+
+PAGE_SIZE = 20
+EXPIRING_WITHIN_DAYS = 30
+# Printed QR codes never change for a given link; the ETag covers a change of host.
+QR_MAX_AGE_SECONDS = 30 * 24 * 3600
+# The language a shopper picks is kept for a year unless LANGUAGE_COOKIE_AGE says otherwise.
+LANGUAGE_COOKIE_MAX_AGE = 365 * 24 * 3600
+
+TRANSACTION_LABELS = {
+    PointsTransaction.Kind.EARN: gettext_lazy("Purchase"),
+    PointsTransaction.Kind.REDEEM: gettext_lazy("Paid with points"),
+    PointsTransaction.Kind.GRANT: gettext_lazy("Gift"),
+    PointsTransaction.Kind.REVERSE: gettext_lazy("Refund"),
+    PointsTransaction.Kind.ADJUST: gettext_lazy("Adjustment"),
+    PointsTransaction.Kind.EXPIRE: gettext_lazy("Expired"),
+    PointsTransaction.Kind.TRANSFER: gettext_lazy("Merged membership"),
+}
+# Grants named by their idempotency key (members.checkin): said better than their reason.
+GRANT_LABELS = {
+    "checkin:": gettext_lazy("Check-in"),
+    "checkin-streak:": gettext_lazy("Check-in streak bonus"),
+}
+# What an inbox message may link to: our pages and the web, never javascript: and the like.
+WEB_LINK = ("/", "https://", "http://")
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _message(request, *, title, message, status, link=None, link_text=None):
+    """A friendly page for a dead end: unknown code, refused login, suspended member."""
+    context = {"title": title, "message": message, "link": link or reverse("h5:card"), "link_text": link_text}
+    return render(request, "members/message.html", context, status=status)
+
+
+def _not_found(request, message):
+    return _message(request, title=_("Not found"), message=message, status=404)
+
+
+def _refused(request):
+    return _message(
+        request,
+        title=_("Membership suspended"),
+        message=_("This membership is suspended. Please ask at the mall's service desk."),
+        status=403,
+        link=reverse("h5:login"),
+        link_text=_("Back"),
+    )
+
+
+def _next_url(request, value: str | None) -> str:
+    """``value`` if it is a page of this site, else the member card."""
+    if value and url_has_allowed_host_and_scheme(value, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return value
+    return reverse("h5:card")
+
+
+def checkin_link(request: HttpRequest, plaza: Plaza) -> str:
+    return public_url(request, reverse("h5:checkin", args=[checkins.checkin_token_make(plaza=plaza)]))
+
+
+def pay_link(request: HttpRequest, store: Store) -> str:
+    return public_url(request, reverse("h5:pay", args=[store.code]))
+
+
+def member_required(view=None, *, as_json=False):
+    """The logged-in member as ``request.member``; else the login page (``next`` kept),
+    or a 401 JSON answer for ``as_json`` endpoints. A banned member is logged out."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            member = web_auth.session_member(request)
+            if member is None:
+                if as_json:
+                    return JsonResponse({"code": "login_required", "message": _("Please log in.")}, status=401)
+                return redirect_to_login(request.get_full_path(), login_url=reverse("h5:login"))
+            if member.status == Member.Status.BANNED:
+                web_auth.session_logout(request)
+                if as_json:
+                    return JsonResponse({"code": MemberBanned.code, "message": _("This membership is suspended.")}, status=403)
+                return _refused(request)
+            request.member = member
+            return view(request, *args, **kwargs)
+
+        return never_cache(wrapper)
+
+    return decorate(view) if view is not None else decorate
+
+
+def _member_code(member: Member) -> dict:
+    now = timezone.now()
+    issued = codes.member_code_issue(member=member, now=now)
+    code = issued.code
+    return {
+        "code": code,
+        "code_display": " ".join(code[i : i + 4] for i in range(0, len(code), 4)),
+        "expires_at": issued.expires_at.isoformat(),
+        # Seconds, from the server's clock: a phone whose clock is off still refreshes in time.
+        "refresh_in": round(max((issued.expires_at - now).total_seconds(), 0), 3),
+        # A member code is shown once, so it bypasses the QR memo kept for printed codes.
+        "qr_svg": qr_svg_once(code),
+        "barcode_svg": code128_svg(code),
+    }
+
+
+# --- member pages ---------------------------------------------------------------------
+
+
+@require_GET
+@member_required
+def card(request):
+    member = request.member
+    context = {
+        "member": member,
+        "points_balance": ledger.member_points_balance(member=member),
+        "points_expiring": ledger.member_points_expiring(member=member, within_days=EXPIRING_WITHIN_DAYS),
+        "expiring_days": EXPIRING_WITHIN_DAYS,
+        "unread": InboxMessage.objects.filter(member=member, read_at__isnull=True).count(),
+        "code": _member_code(member),
+    }
+    return render(request, "members/card.html", context)
+
+
+@require_GET
+@member_required(as_json=True)
+def card_code(request):
+    return JsonResponse(_member_code(request.member))
+
+
+def _history_row(txn: PointsTransaction, member: Member) -> dict:
+    label = TRANSACTION_LABELS.get(txn.kind, txn.kind)
+    if txn.kind == PointsTransaction.Kind.GRANT:
+        label = next((text for prefix, text in GRANT_LABELS.items() if txn.idempotency_key.startswith(prefix)), label)
+    shop = txn.store.name if txn.store_id else (txn.merchant.name if txn.merchant_id else "")
+    # A transfer is recorded on the member it left; the other side sees it arrive.
+    points = txn.points if txn.member_id == member.pk else -txn.points
+    return {"at": txn.created_at, "label": label, "shop": shop, "reason": txn.reason, "points": points}
+
+
+@require_GET
+@member_required
+def history(request):
+    page = Paginator(ledger.member_points_history(member=request.member), PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [_history_row(txn, request.member) for txn in page]
+    return render(request, "members/history.html", {"page": page, "rows": rows})
+
+
+@require_GET
+@member_required
+def inbox(request):
+    messages = InboxMessage.objects.filter(member=request.member).order_by("-created_at", "-id")
+    page = Paginator(messages, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [
+        {"message": message, "unread": message.read_at is None, "link": message.link if message.link.startswith(WEB_LINK) else ""}
+        for message in page
+    ]
+    unread = [row["message"].pk for row in rows if row["unread"]]
+    if unread:
+        pushes.inbox_mark_read(member=request.member, message_ids=unread)
+    return render(request, "members/inbox.html", {"page": page, "rows": rows})
+
+
+# --- landings of printed QR codes -----------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+def checkin(request, token):
+    """GET shows the plaza (and today's check-in, if done); POST checks the member in."""
+    try:
+        plaza = checkins.checkin_token_read(token)
+    except (checkins.CheckinTokenInvalid, NotFound):
+        return _not_found(request, _("This check-in code is not valid. Please scan the code at the mall again."))
+    member = web_auth.session_member(request)
+    if member is not None and member.status == Member.Status.BANNED:
+        web_auth.session_logout(request)
+        return _refused(request)
+    if request.method == "POST":
+        if member is None:
+            return redirect_to_login(request.get_full_path(), login_url=reverse("h5:login"))
+        try:
+            checkins.checkin(member=member, plaza=plaza)
+        except ApplicationError:
+            return _message(
+                request, title=_("Check-in failed"), message=_("Sorry, the check-in did not go through. Please try again."),
+                status=409, link=request.path, link_text=_("Try again"),
+            )
+        return redirect(request.path)
+    context = {"plaza": plaza, "member": member}
+    if member is not None:
+        context["today"] = Checkin.objects.filter(member=member, plaza=plaza, day=timezone.localdate()).first()
+        context["points_balance"] = ledger.member_points_balance(member=member)
+    return render(request, "members/checkin.html", context)
+
+
+@require_GET
+def pay(request, store_code):
+    store = Store.objects.select_related("plaza", "merchant").filter(code=store_code, is_active=True).first()
+    if store is None or not store.merchant.is_active or not store.plaza.is_active:
+        return _not_found(request, _("This shop's code is not valid. Please ask the shop for help."))
+    return render(request, "members/pay.html", {"store": store, "member": web_auth.session_member(request)})
+
+
+@require_GET
+def qr_image(request, kind, key, fmt):
+    """The QR code of a plaza's check-in link (``key`` is its signed token) or of a
+    shop's payment link (``key`` is the store code), as PNG or SVG. Only those links:
+    this is no QR service for arbitrary content."""
+    if kind == "checkin":
+        try:
+            checkins.checkin_token_read(key)
+        except (checkins.CheckinTokenInvalid, NotFound):
+            raise Http404("no such check-in code") from None
+        link = public_url(request, reverse("h5:checkin", args=[key]))
+    else:
+        store = Store.objects.filter(code=key, is_active=True).first()
+        if store is None:
+            raise Http404("no such store")
+        link = pay_link(request, store)
+    etag = '"' + hashlib.sha256(f"{fmt}:{link}".encode()).hexdigest()[:32] + '"'
+    response = get_conditional_response(request, etag=etag)
+    if response is None:
+        if fmt == "png":
+            response = HttpResponse(qr_png(link), content_type="image/png")
+        else:
+            response = HttpResponse(qr_svg(link), content_type="image/svg+xml")
+    response["ETag"] = etag
+    patch_cache_control(response, public=True, max_age=QR_MAX_AGE_SECONDS)
+    return response
+
+
+# --- login, logout, language ----------------------------------------------------------
+
+
+@require_GET
+@never_cache
+def login(request):
+    """Inside WeChat or Alipay, straight on to the platform's silent login; elsewhere
+    a page with the ways in there are (and the demo shoppers, in the sandbox)."""
+    next_url = _next_url(request, request.GET.get("next"))
+    if web_auth.session_member(request) is not None:
+        return HttpResponseRedirect(next_url)
+    user_agent = request.headers.get("User-Agent", "")
+    query = "?" + request.GET.urlencode() if request.GET else ""
+    if "MicroMessenger" in user_agent and web_auth.oauth_configured(web_auth.WECHAT):
+        return HttpResponseRedirect(reverse("h5:login-wechat") + query)
+    if "AlipayClient" in user_agent and web_auth.oauth_configured(web_auth.ALIPAY):
+        return HttpResponseRedirect(reverse("h5:login-alipay") + query)
+    context = {
+        "next": next_url,
+        "wechat": web_auth.oauth_configured(web_auth.WECHAT),
+        "alipay": web_auth.oauth_configured(web_auth.ALIPAY),
+        "sandbox": settings.O2O_SANDBOX,
+    }
+    return render(request, "members/login.html", context)
+
+
+@require_GET
+@never_cache
+def oauth_start(request, platform):
+    if not web_auth.oauth_configured(platform):
+        raise Http404("this platform is not configured")
+    callback = request.build_absolute_uri(reverse(f"h5:login-{platform}-callback"))
+    url = web_auth.oauth_authorize_url(
+        request, platform=platform, redirect_uri=callback, next_url=_next_url(request, request.GET.get("next"))
+    )
+    return HttpResponseRedirect(url)
+
+
+@require_GET
+@never_cache
+def oauth_callback(request, platform):
+    if not web_auth.oauth_configured(platform):
+        raise Http404("this platform is not configured")
+    # WeChat sends ?code=, Alipay ?auth_code=.
+    code = request.GET.get("auth_code" if platform == web_auth.ALIPAY else "code", "")
+    again = reverse("h5:login")
+    try:
+        _member, next_url = web_auth.oauth_login(request, platform=platform, code=code, state=request.GET.get("state", ""))
+    except web_auth.LoginStateInvalid:
+        return _message(
+            request, title=_("Login expired"), status=400, link=again, link_text=_("Log in again"),
+            message=_("This login has expired or was started in another browser. Please log in again."),
+        )
+    except MemberBanned:
+        return _refused(request)
+    except PlatformError:
+        return _message(
+            request, title=_("Please try again"), status=503, link=again, link_text=_("Log in again"),
+            message=_("The login service is not answering right now. Please try again in a moment."),
+        )
+    except ApplicationError:  # LoginFailed, or an identity the platform should not have sent
+        return _message(
+            request, title=_("Login failed"), status=400, link=again, link_text=_("Log in again"),
+            message=_("We could not confirm who you are. Please log in again."),
+        )
+    return HttpResponseRedirect(_next_url(request, next_url))
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+def demo_login(request):
+    """The sandbox's login: pick one of seed_demo's shoppers. Absent outside the sandbox."""
+    if not settings.O2O_SANDBOX:
+        raise Http404("the demo login exists only in the sandbox")
+    next_url = _next_url(request, request.POST.get("next") or request.GET.get("next"))
+    if request.method == "POST":
+        try:
+            web_auth.demo_login(request, openid=request.POST.get("openid", ""))
+        except MemberBanned:
+            return _refused(request)
+        except ApplicationError:
+            return _not_found(request, _("There is no such demo shopper."))
+        return HttpResponseRedirect(next_url)
+    return render(request, "members/demo_login.html", {"identities": web_auth.demo_identities(), "next": next_url})
+
+
+@require_POST
+def logout(request):
+    web_auth.session_logout(request)
+    return render(request, "members/logged_out.html")
+
+
+@require_POST
+def language(request):
+    """Django's set_language, remembered for a year rather than for the browser session."""
+    response = set_language(request)
+    cookie = response.cookies.get(settings.LANGUAGE_COOKIE_NAME)
+    if cookie is not None and cookie.value:
+        response.set_cookie(
+            settings.LANGUAGE_COOKIE_NAME,
+            cookie.value,
+            max_age=settings.LANGUAGE_COOKIE_AGE or LANGUAGE_COOKIE_MAX_AGE,
+            path=settings.LANGUAGE_COOKIE_PATH,
+            domain=settings.LANGUAGE_COOKIE_DOMAIN,
+            secure=settings.LANGUAGE_COOKIE_SECURE,
+            httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+            samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+        )
+    return response
+
+
+# --- printable QR posters (for the admin) ---------------------------------------------
+
+
+def qr_posters(request, *, plazas=(), stores=(), back: str = "") -> HttpResponse:
+    """A printable page with one poster per plaza (its check-in QR) and per store
+    (its payment QR): the QR, the name and the link it carries."""
+    posters = []
+    for plaza in plazas:
+        token = checkins.checkin_token_make(plaza=plaza)
+        posters.append({
+            "kind": "checkin", "name": plaza.name, "place": plaza.city, "url": checkin_link(request, plaza),
+            "svg": reverse("h5:qr", kwargs={"kind": "checkin", "key": token, "fmt": "svg"}),
+            "png": reverse("h5:qr", kwargs={"kind": "checkin", "key": token, "fmt": "png"}),
+        })
+    for store in stores:
+        place = store.plaza.name + (f" · {store.unit}" if store.unit else "")
+        posters.append({
+            "kind": "pay", "name": store.name, "place": place, "url": pay_link(request, store),
+            "svg": reverse("h5:qr", kwargs={"kind": "pay", "key": store.code, "fmt": "svg"}),
+            "png": reverse("h5:qr", kwargs={"kind": "pay", "key": store.code, "fmt": "png"}),
+        })
+    title = _("Check-in QR codes") if plazas else _("Payment QR codes")
+    return render(request, "members/print_qr.html", {"title": title, "posters": posters, "back": back})
