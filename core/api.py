@@ -94,6 +94,24 @@ class StrictIntegerField(serializers.IntegerField):
         return data
 
 
+class StrictCharField(serializers.CharField):
+    """A JSON string and nothing else: 42 and true are refused, not turned into "42"."""
+
+    default_error_messages = {"not_a_string": "Must be a JSON string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
+def validated(serializer_class, data) -> dict:
+    """``data`` through ``serializer_class``; a ValidationError (400) if it does not fit."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable, machine-readable; branch on this.")
     message = serializers.CharField(help_text="For people; may change.")

@@ -1,11 +1,14 @@
-"""Credentials: merchant API keys (shopper tokens come with the shopper API)."""
+"""Credentials: merchant API keys, and the shopper tokens of the mini-program API."""
 
 import hashlib
 import hmac
 import secrets
+import zlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core import signing
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
@@ -13,7 +16,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.throttling import SimpleRateThrottle
 
-from members.models import Merchant, MerchantApiKey
+from members.models import Member, Merchant, MerchantApiKey
 
 KEY_PREFIX = "mk_"
 
@@ -113,3 +116,144 @@ class MerchantKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "A merchant API key (mk_…), shown once when issued."}
+
+
+# --- shopper tokens (the mini-program API, /api/mp/v1/) --------------------------------
+
+# The audience of a shopper token. Signatures under any other salt (a check-in link, a
+# session cookie, anything else signed with SECRET_KEY) never verify as one.
+SHOPPER_TOKEN_SALT = "members.auth.shopper-token"
+# The layout of the payload; a token of another layout is refused, not misread.
+SHOPPER_TOKEN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ShopperToken:
+    token: str
+    expires_at: datetime
+
+
+def _shopper_signer() -> signing.Signer:
+    # SECRET_KEY_FALLBACKS verify too, so rotating SECRET_KEY does not log everyone out at once.
+    return signing.Signer(salt=SHOPPER_TOKEN_SALT, algorithm="sha256")
+
+
+def shopper_token_issue(*, member: Member, now: datetime | None = None) -> ShopperToken:
+    """A bearer token for ``member``, valid SHOPPER_TOKEN_TTL_SECONDS from ``now``.
+
+    Stateless: nothing is stored. What a token must not outlive (a ban, a merge) is
+    checked against the member on every request, not baked into the token.
+    """
+    now = now or timezone.now()
+    expires_at = now + timedelta(seconds=_shopper_token_ttl())
+    payload = {"m": member.pk, "v": SHOPPER_TOKEN_FORMAT, "exp": int(expires_at.timestamp())}
+    return ShopperToken(token=_shopper_signer().sign_object(payload), expires_at=expires_at.replace(microsecond=0))
+
+
+class ShopperTokenInvalid(exceptions.AuthenticationFailed):
+    default_detail = "The token is not valid: log in again."
+    default_code = "token_invalid"
+
+
+class ShopperTokenExpired(exceptions.AuthenticationFailed):
+    default_detail = "The token has expired: log in again."
+    default_code = "token_expired"
+
+
+class ShopperTokenRevoked(exceptions.AuthenticationFailed):
+    default_detail = "This membership was merged into another: log in again."
+    default_code = "token_revoked"
+
+
+class ShopperBanned(exceptions.PermissionDenied):
+    default_detail = "This member is banned."
+    default_code = "member_banned"
+
+
+def shopper_token_read(*, token: str, now: datetime | None = None) -> Member:
+    """The active member a token was issued to, or a 401 (403 for a banned member)."""
+    try:
+        payload = _shopper_signer().unsign_object(token)
+    except (signing.BadSignature, ValueError, UnicodeError, zlib.error):
+        raise ShopperTokenInvalid() from None
+    if not isinstance(payload, dict) or payload.get("v") != SHOPPER_TOKEN_FORMAT:
+        raise ShopperTokenInvalid()
+    member_id, expires = payload.get("m"), payload.get("exp")
+    if type(member_id) is not int or type(expires) is not int:
+        raise ShopperTokenInvalid()
+    if (now or timezone.now()).timestamp() >= expires:
+        raise ShopperTokenExpired()
+    member = Member.objects.select_related("tier").filter(pk=member_id).first()
+    if member is None:
+        raise ShopperTokenInvalid()
+    if member.status == Member.Status.MERGED:
+        # Logging in again lands on the member it was merged into.
+        raise ShopperTokenRevoked()
+    if member.status != Member.Status.ACTIVE:
+        raise ShopperBanned()
+    return member
+
+
+def _shopper_token_ttl() -> int:
+    return settings.SHOPPER_TOKEN_TTL_SECONDS
+
+
+@dataclass(frozen=True)
+class ShopperCaller:
+    """``request.user`` of a shopper API call."""
+
+    member: Member
+    is_authenticated: bool = True
+
+
+class ShopperTokenAuthentication(BaseAuthentication):
+    """``Authorization: Bearer <token>`` with a token from POST /api/mp/v1/auth/…/."""
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ShopperTokenInvalid("Use 'Authorization: Bearer <token>'.")
+        member = shopper_token_read(token=token.strip())
+        return ShopperCaller(member=member), token.strip()
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="shopper-api"'
+
+
+class IsShopper(BasePermission):
+    def has_permission(self, request, view):
+        if not isinstance(request.user, ShopperCaller):
+            raise exceptions.NotAuthenticated("A token is required: 'Authorization: Bearer <token>'.")
+        return True
+
+
+class ShopperLoginThrottle(SimpleRateThrottle):
+    """Login attempts per client IP, counted in the shared cache.
+
+    Generous by default: a plaza's guest Wi-Fi puts many shoppers behind one address.
+    Its purpose is to stop one client from spending our platform quota on made-up codes.
+    """
+
+    scope = "shopper_login"
+
+    def get_rate(self):
+        return settings.SHOPPER_LOGIN_RATE
+
+    def get_cache_key(self, request, view):
+        return f"throttle:shopper-login:{self.get_ident(request)}"
+
+
+class ShopperTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "members.auth.ShopperTokenAuthentication"
+    name = "shopperToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A shopper token from POST /api/mp/v1/auth/wechat/ (or alipay/, or demo/ in sandbox mode); "
+            "valid for 7 days by default.",
+        }

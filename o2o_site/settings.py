@@ -256,6 +256,10 @@ PLATFORM_TIMEOUT_SECONDS = env_int("PLATFORM_TIMEOUT_SECONDS", 5)
 
 # Requests per merchant API key (a rate DRF understands: "1200/min", "50/s").
 MERCHANT_API_RATE = env_str("MERCHANT_API_RATE", "1200/min")
+# Shopper logins per client IP: generous, a plaza's Wi-Fi puts many phones behind one.
+SHOPPER_LOGIN_RATE = env_str("SHOPPER_LOGIN_RATE", "120/min")
+SHOPPER_TOKEN_TTL_SECONDS = env_int("SHOPPER_TOKEN_TTL_SECONDS", 7 * 24 * 3600)
+MINIAPP_SESSION_KEY_TTL_SECONDS = env_int("MINIAPP_SESSION_KEY_TTL_SECONDS", 3 * 24 * 3600)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "core.api.AutoSchema",
@@ -265,6 +269,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Proxies in front of gunicorn that append to X-Forwarded-For; without the right
+    # count a client could pick its own IP and dodge per-IP throttles.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "O2O big membership API",
@@ -274,7 +281,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "PointsTransactionKindEnum": "members.models.ledger.PointsTransaction.Kind",
+        "MemberGenderEnum": "members.models.members.Member.Gender",
+    },
 }
+
+# --- Pushes -----------------------------------------------------------------------
+
+PUSH_DAILY_CAP = env_int("PUSH_DAILY_CAP", 5)  # messages a member gets a day on a channel; the rest: inbox only
+PUSH_MAX_ATTEMPTS = env_int("PUSH_MAX_ATTEMPTS", 8)
+PUSH_CLAIM_SECONDS = env_int("PUSH_CLAIM_SECONDS", 300)
+PUSH_RETRY_BASE_SECONDS = env_int("PUSH_RETRY_BASE_SECONDS", 60)
+PUSH_RETRY_MAX_SECONDS = env_int("PUSH_RETRY_MAX_SECONDS", 3600)
 
 # --- Logging ----------------------------------------------------------------------
 

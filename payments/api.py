@@ -14,7 +14,7 @@ from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from core.api import StrictIntegerField
+from core.api import StrictIntegerField, validated
 from members import ledger
 from members.api.merchant import (
     MEMBER_ERRORS,
@@ -58,15 +58,9 @@ def _once(request, prepare, effect):
 
 def _at_store(request, serializer_class) -> tuple[dict, object, object]:
     """Validated input, the caller's own store, and the shopper it names."""
-    data = _validated(serializer_class, request.data)
+    data = validated(serializer_class, request.data)
     store = services.merchant_store(merchant=request.user.merchant, store_code=data["store_code"])
     return data, store, member_from(caller=request.user, data=data)
-
-
-def _validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 # --- purchases ------------------------------------------------------------------------
@@ -182,7 +176,7 @@ class PurchaseRefundCreateApi(MerchantApiView):
     )
     def post(self, request, purchase_id: int):
         def prepare():
-            data = _validated(self.InputSerializer, request.data)
+            data = validated(self.InputSerializer, request.data)
             return data, services.merchant_purchase(merchant=request.user.merchant, purchase_id=purchase_id)
 
         def effect(prepared):
@@ -298,7 +292,7 @@ class RedemptionRefundCreateApi(MerchantApiView):
     )
     def post(self, request, redemption_id: int):
         def prepare():
-            data = _validated(self.InputSerializer, request.data)
+            data = validated(self.InputSerializer, request.data)
             return data, services.merchant_redemption(merchant=request.user.merchant, redemption_id=redemption_id)
 
         def effect(prepared):
@@ -349,7 +343,7 @@ class DailyReportApi(MerchantApiView):
         tags=["reports"],
     )
     def get(self, request):
-        data = _validated(self.InputSerializer, request.query_params)
+        data = validated(self.InputSerializer, request.query_params)
         rows = reports.merchant_daily_report(merchant=request.user.merchant, first=data["from"], last=data["to"])
         return Response(self.OutputSerializer(rows, many=True).data)
 
