@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError, NotFound
-from members import ledger
+from members import ledger, pushes
 from members.models import Checkin, Member, Plaza, Visit
 from members.services import visit_record
 
@@ -117,4 +117,5 @@ def _checkin_new(member: Member, plaza: Plaza, day: date, now) -> Checkin:
             idempotency_key=f"checkin-streak:{member.pk}:{day.isoformat()}",
         )
     visit_record(member=member, plaza=plaza, kind=Visit.Kind.CHECKIN, at=now)
+    pushes.push_checkin(member=member, plaza=plaza, checkin=record)
     return record

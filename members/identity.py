@@ -11,11 +11,12 @@ into the older through the ledger (points are moved, never created or lost).
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from core.errors import ApplicationError
 from members import ledger, services
-from members.models import Identity, Member, Plaza, Visit
+from members.models import Identity, Member, MiniappSubscription, Plaza, Visit
 
 Channel = Identity.Channel
 
@@ -127,6 +128,7 @@ def member_merge(*, source: Member, target: Member, reason: str) -> Member:
             return target
         Identity.objects.filter(member=source).update(member=target)
         Visit.objects.filter(member=source).update(member=target)
+        _subscriptions_move(source, target)
         changed = []
         if source.phone and not target.phone:
             phone = source.phone
@@ -146,6 +148,18 @@ def member_merge(*, source: Member, target: Member, reason: str) -> Member:
             target.save(update_fields=changed)
         Member.objects.filter(pk=source.pk).update(status=Member.Status.MERGED, merged_into=target)
     return target
+
+
+def _subscriptions_move(source: Member, target: Member) -> None:
+    """Mini-program subscribe grants follow the person: counts add up per template."""
+    for grant in MiniappSubscription.objects.filter(member=source):
+        moved = MiniappSubscription.objects.filter(member=target, template_id=grant.template_id).update(
+            remaining=F("remaining") + grant.remaining
+        )
+        if moved:
+            grant.delete()
+        else:
+            MiniappSubscription.objects.filter(pk=grant.pk).update(member=target)
 
 
 def identity_touch(*, channel: str, external_id: str, following: bool | None = None) -> None:

@@ -1,4 +1,6 @@
-"""Scheduled work on the ledger. Thin and safe to run twice: the services are idempotent."""
+"""Scheduled work on the ledger and the outbox. Thin and safe to run twice: the services are idempotent."""
+
+import time
 
 from django.utils import timezone
 
@@ -32,3 +34,22 @@ def ledger_rollup() -> int:
 
 def push_deliver(push_id: int) -> None:
     pushes.push_deliver(push_id=push_id)
+
+
+# The sweep stops taking new pushes after this long, well inside the cluster's task
+# timeout (Q_CLUSTER["timeout"]); the next run, a minute later, goes on.
+PUSH_SWEEP_SECONDS = 40
+
+
+def push_deliver_due() -> int:
+    """Every minute: give up on claims whose worker died, then deliver the pushes due for
+    a retry (and any whose first task was lost). Returns how many were attempted."""
+    pushes.push_claims_expire()
+    started = time.monotonic()
+    attempted = 0
+    for push_id in pushes.pushes_due(limit=BATCH):
+        if time.monotonic() - started > PUSH_SWEEP_SECONDS:
+            break
+        pushes.push_deliver(push_id=push_id)
+        attempted += 1
+    return attempted

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from core.errors import ApplicationError, Conflict, NotFound
-from members import ledger
+from members import ledger, pushes
 from members.models import Member, Merchant, Store, Visit
 from members.services import visit_record
 from payments.models import ApiRequest, Purchase, PurchaseRefund, Redemption, RedemptionRefund
@@ -136,6 +136,7 @@ def purchase_record(
         except IntegrityError:
             raise DuplicateOrderRef(extra={"order_ref": order_ref}) from None
         visit_record(member=member, plaza=store.plaza, store=store, kind=Visit.Kind.PURCHASE, amount_fen=amount_fen, at=earn.created_at)
+        pushes.push_points_earned(member=member, store=store, earn=earn, amount_fen=amount_fen)
         return purchase
 
 
@@ -175,6 +176,7 @@ def redemption_record(
             created_at=redeem.created_at,
         )
         visit_record(member=member, plaza=store.plaza, store=store, kind=Visit.Kind.REDEMPTION, at=redeem.created_at)
+        pushes.push_points_redeemed(member=member, store=store, redeem=redeem)
         return redemption
 
 

@@ -23,4 +23,21 @@ def _clear_cache(request):
 
     request.getfixturevalue("transactional_db" if "transactional_db" in request.fixturenames else "db")
     cache.clear()
+    _mall_defaults_ensure()
     yield
+
+
+def _mall_defaults_ensure():
+    """The rows the data migrations make (tiers, the mall's accounts, schedules).
+
+    A transactional test empties every table when it ends; rather than Django's
+    fragile serialized rollback, the next test simply puts the defaults back.
+    """
+    import importlib
+
+    from django.apps import apps
+
+    from members.models import Tier
+
+    if not Tier.objects.exists():
+        importlib.import_module("members.migrations.0002_defaults").forwards(apps, None)

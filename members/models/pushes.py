@@ -1,9 +1,24 @@
-"""The outbox: every message the mall sends a member, and the member's inbox."""
+"""The outbox: every message the mall sends a member, the member's inbox, and the
+mini-program subscriptions that allow a subscribe message."""
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
 from members.models.members import Member
+
+
+def validate_template_fields(value) -> None:
+    """``fields`` maps each key of the platform template to text, or to
+    ``{"value": text, "color": "#173177"}`` (WeChat template messages only)."""
+    if not isinstance(value, dict):
+        raise ValidationError("fields must be a JSON object: {\"template key\": \"text with {placeholders}\"}")
+    for key, spec in value.items():
+        if isinstance(spec, dict):
+            if not isinstance(spec.get("value"), str) or set(spec) - {"value", "color"}:
+                raise ValidationError(f"fields[{key!r}] must be text or {{\"value\": text, \"color\": \"#rrggbb\"}}")
+        elif not isinstance(spec, str):
+            raise ValidationError(f"fields[{key!r}] must be text")
 
 
 class PushTemplate(models.Model):
@@ -21,7 +36,9 @@ class PushTemplate(models.Model):
     event = models.CharField(max_length=40)
     channel = models.CharField(max_length=24, choices=Channel.choices)
     template_id = models.CharField(max_length=128)
-    fields = models.JSONField(default=dict)
+    fields = models.JSONField(default=dict, validators=[validate_template_fields])
+    # The mini-program page the message opens (e.g. pages/inbox/index); blank: the push's link.
+    page = models.CharField(max_length=200, blank=True)
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -32,10 +49,16 @@ class PushTemplate(models.Model):
 
 
 class Push(models.Model):
-    """One message to one member, sent at most once (``event_key`` is unique)."""
+    """One message to one member, sent at most once (``event_key`` is unique).
+
+    PENDING → SENDING (claimed by one worker, ``attempts`` counted, ``next_attempt_at``
+    is the claim's deadline) → SENT | SKIPPED (inbox only) | PENDING again (retry at
+    ``next_attempt_at``) | FAILED (gave up, or the outcome of a claim is unknown).
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending (claimed)"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed (gave up)"
         SKIPPED = "skipped", "Inbox only"
@@ -57,6 +80,10 @@ class Push(models.Model):
     data = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     channel = models.CharField(max_length=24, choices=Channel.choices, blank=True)
+    # Who the platform was asked to deliver to (openid, Alipay user_id) and what it was
+    # sent; in the sandbox, who would have been and what would have been sent.
+    recipient = models.CharField(max_length=160, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
@@ -64,8 +91,10 @@ class Push(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        permissions = [("resend_push", "Can send a failed or inbox-only push again")]
         indexes = [
-            models.Index(fields=["next_attempt_at"], name="push_due", condition=Q(status="pending")),
+            # The retry sweep (pending, due) and the reaper of stale claims (sending, past the deadline).
+            models.Index(fields=["status", "next_attempt_at"], name="push_due_or_claimed", condition=Q(status__in=["pending", "sending"])),
             models.Index(fields=["member", "created_at"]),
         ]
 
@@ -89,3 +118,26 @@ class InboxMessage(models.Model):
 
     def __str__(self):
         return self.title
+
+
+class MiniappSubscription(models.Model):
+    """Subscribe messages a member allowed for one mini-program template.
+
+    Each "accept" in wx.requestSubscribeMessage allows one message (WeChat's one-time
+    subscriptions add up); a sent message uses one. WeChat keeps the real count: when
+    it answers that none is left (errcode 43101) ``remaining`` drops to 0.
+    """
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="miniapp_subscriptions")
+    template_id = models.CharField(max_length=128)
+    remaining = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["member", "template_id"], name="one_subscription_per_member_and_template"),
+            models.CheckConstraint(condition=Q(remaining__gte=0), name="subscription_remaining_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.member_id}: {self.template_id} × {self.remaining}"

@@ -15,7 +15,7 @@ from members.models import Identity, Member
 from tests.browser.conftest import browser_test
 from tests.factories import make_plaza, make_store
 
-pytestmark = [*browser_test, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [*browser_test, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(autouse=True)

@@ -91,3 +91,17 @@ def test_touch_records_following_and_the_last_inbound_message():
     assert ident.is_following and ident.last_inbound_at is not None
     identity.identity_touch(channel=Channel.WECHAT_OPENID, external_id="o-1", following=False)
     assert not member.identities.get(channel=Channel.WECHAT_OPENID).is_following
+
+
+def test_merge_carries_mini_program_subscriptions_over():
+    from members.models import MiniappSubscription
+
+    older = find(Channel.WECHAT_OPENID, "oa-1").member
+    newer = find(Channel.MINIAPP_OPENID, "mp-1").member
+    MiniappSubscription.objects.create(member=older, template_id="T1", remaining=1)
+    MiniappSubscription.objects.create(member=newer, template_id="T1", remaining=2)
+    MiniappSubscription.objects.create(member=newer, template_id="T2", remaining=1)
+    identity.member_merge(source=newer, target=older, reason="same person")
+    held = dict(MiniappSubscription.objects.filter(member=older).values_list("template_id", "remaining"))
+    assert held == {"T1": 3, "T2": 1}
+    assert not MiniappSubscription.objects.filter(member=newer).exists()

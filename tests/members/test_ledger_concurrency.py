@@ -1,9 +1,9 @@
 """The ledger under real concurrency: real threads, each on its own database connection.
 
 Every test commits its data (``transaction=True``) so that the threads can see it, and
-starts its threads at one barrier so that they really race. ``serialized_rollback``
-restores what the migrations seed (the tiers, the mall's promotions and expired
-accounts) before each test, since a transactional test empties the database after it.
+starts its threads at one barrier so that they really race. tests/conftest.py puts back
+what the migrations seed (the tiers, the mall's accounts) before each test, since a
+transactional test empties the database after it.
 
 On PostgreSQL the wallet row lock is what serialises the writers of one member; on
 SQLite it is the database write lock (BEGIN IMMEDIATE, with a busy timeout), so
@@ -23,7 +23,7 @@ from django.utils import timezone
 from members import ledger, services
 from members.models import Account, Entry, Lot, Member, Merchant, Plaza, PointsTransaction, Store, Tier
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 needs_postgres = pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL row locks")
 needs_sqlite = pytest.mark.skipif(connection.vendor != "sqlite", reason="exercises SQLite's database write lock")

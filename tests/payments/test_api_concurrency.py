@@ -1,8 +1,8 @@
 """The merchant API under real concurrency: threads, each with its own Client and connection.
 
 Every test commits its data (``transaction=True``) so that the threads see it, and
-releases its threads at one barrier so that they really race. ``serialized_rollback``
-restores what the migrations seed (tiers, the mall's accounts) after each test.
+releases its threads at one barrier so that they really race. tests/conftest.py puts back
+what the migrations seed (tiers, the mall's accounts) before each test.
 """
 
 import json
@@ -17,7 +17,7 @@ from payments.models import ApiRequest, Purchase, PurchaseRefund, Redemption
 from tests.factories import assert_ledger_invariants, make_member
 from tests.payments.conftest import Api, balance, grant
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 
