@@ -64,14 +64,14 @@ def api_request_once(
 ) -> tuple[int, str]:
     """Run ``run`` once per (merchant, key): a replay gets the first response back.
 
+    Callers look the key up first (``api_request_replayed``), before they validate;
+    here the unique constraint settles a race between two first requests.
+
     ``run`` returns the status and the rendered body, stored as text so that a replay
     is the first response byte for byte. It is stored in the same transaction as the
     effect. Errors raised by ``run`` are not stored (nothing changed), so a retry after
     an error runs again.
     """
-    replay = api_request_replayed(merchant=merchant, key=key, fingerprint=fingerprint)
-    if replay is not None:
-        return replay
     try:
         with transaction.atomic():
             status, body = run()
