@@ -36,6 +36,8 @@ test: install
 
 bench: install
 	$(PY) bench/ledger.py
+	$(PY) bench/api.py
+	$(PY) bench/bot.py
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .hypothesis

@@ -77,15 +77,19 @@ def _streak_on(member: Member, day: date) -> int:
     return (yesterday or 0) + 1
 
 
-def checkin(*, member: Member, plaza: Plaza) -> CheckinResult:
-    """Check ``member`` in at ``plaza`` today. Safe to repeat: the second time is ``already``."""
+def checkin(*, member: Member, plaza: Plaza, push: bool = True) -> CheckinResult:
+    """Check ``member`` in at ``plaza`` today. Safe to repeat: the second time is ``already``.
+
+    ``push=False`` when the caller answers the shopper itself (a bot's reply to the
+    scan): the check-in still lands in the inbox's history, but no second message.
+    """
     now = timezone.now()
     day = timezone.localdate(now)
     existing = Checkin.objects.filter(member=member, plaza=plaza, day=day).first()
     if existing is None:
         try:
             with transaction.atomic():
-                existing = _checkin_new(member, plaza, day, now)
+                existing = _checkin_new(member, plaza, day, now, push)
                 already = False
         except IntegrityError:  # the same scan arrived twice at once
             existing = Checkin.objects.get(member=member, plaza=plaza, day=day)
@@ -99,7 +103,7 @@ def checkin(*, member: Member, plaza: Plaza) -> CheckinResult:
     )
 
 
-def _checkin_new(member: Member, plaza: Plaza, day: date, now) -> Checkin:
+def _checkin_new(member: Member, plaza: Plaza, day: date, now, push: bool) -> Checkin:
     streak = _streak_on(member, day)
     first_today = not Checkin.objects.filter(member=member, day=day).exists()
     bonus = settings.CHECKIN_STREAK_BONUS if first_today and streak % settings.CHECKIN_STREAK_DAYS == 0 else 0
@@ -117,5 +121,6 @@ def _checkin_new(member: Member, plaza: Plaza, day: date, now) -> Checkin:
             idempotency_key=f"checkin-streak:{member.pk}:{day.isoformat()}",
         )
     visit_record(member=member, plaza=plaza, kind=Visit.Kind.CHECKIN, at=now)
-    pushes.push_checkin(member=member, plaza=plaza, checkin=record)
+    if push:
+        pushes.push_checkin(member=member, plaza=plaza, checkin=record)
     return record

@@ -133,6 +133,9 @@ else:
                 "timeout": 30,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
             },
+            # Opening SQLite and running the PRAGMAs costs more than a short request.
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
             # A file, not :memory:, so that test threads share it; one per test process,
             # so that parallel runs on one machine do not destroy each other's database.
             "TEST": {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")},
@@ -286,6 +289,11 @@ SPECTACULAR_SETTINGS = {
         "MemberGenderEnum": "members.models.members.Member.Gender",
     },
 }
+
+# --- Bots -------------------------------------------------------------------------
+
+# Days the conversations log (inbound messages and replies) is kept before the daily purge.
+BOT_CONVERSATION_DAYS = max(env_int("BOT_CONVERSATION_DAYS", 180), 2)
 
 # --- Pushes -----------------------------------------------------------------------
 

@@ -1,0 +1,252 @@
+"""The bot's commands, once for every channel.
+
+Each command is a function of a channel-neutral ``Context`` returning the reply text;
+the WeChat official account, the Alipay service window (and later the mini-program)
+call the same functions. Adding a command is one function and one ``Command`` in
+``COMMANDS``: its name is also the key of the menu button that runs it.
+
+Replies are in Chinese, or in English when the shopper wrote in English.
+
+"签到" / "check in" typed as text does not check anyone in: a check-in is the record of
+an offline visit, and the proof of presence is the scan of the plaza's QR code (a
+``checkin:<plaza>`` scene). Checking in at "the plaza of the last visit" from a chat
+would pay points for staying at home and put visits in the data that never happened.
+The command explains how to check in and shows today's check-in if there is one.
+"""
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.utils import timezone
+
+from members import checkin, ledger
+from members.checkin import CheckinResult
+from members.models import Checkin, Member, Plaza
+
+
+@dataclass(frozen=True)
+class Context:
+    member: Member
+    channel: str  # "wechat", "alipay", "miniapp"
+    lang: str = "zh"  # "zh" or "en"
+    plaza: Plaza | None = None  # the plaza of a scanned check-in code
+    is_new: bool = False  # the member was created by this message
+    member_card_url: str = ""  # absolute URL of the member card page
+
+
+def _t(ctx: Context, *, zh: str, en: str) -> str:
+    return en if ctx.lang == "en" else zh
+
+
+def lang_of(text: str) -> str:
+    """"zh" when the text has any CJK character, else "en"."""
+    return "zh" if any("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in text or "") else "en"
+
+
+# --- the commands -------------------------------------------------------------------
+
+
+def points(ctx: Context) -> str:
+    balance = ledger.member_points_balance(member=ctx.member)
+    expiring = ledger.member_points_expiring(member=ctx.member, within_days=30)
+    tier = ctx.member.tier.name if ctx.member.tier_id else ""
+    zh = f"您的积分：{balance} 分"
+    en = f"Your points: {balance}"
+    if tier:
+        zh += f"（{tier}）"
+        en += f" ({tier})"
+    if expiring:
+        zh += f"\n其中 {expiring} 分将在 30 天内到期，记得使用哦。"
+        en += f"\n{expiring} of them expire within 30 days: use them soon."
+    zh += "\n在任一商户消费都能累积和使用积分。"
+    en += "\nEarn and spend them at any shop in any of our plazas."
+    return _t(ctx, zh=zh, en=en)
+
+
+def checkin_howto(ctx: Context) -> str:
+    today = (
+        Checkin.objects.filter(member=ctx.member, day=timezone.localdate())
+        .select_related("plaza")
+        .order_by("-created_at")
+        .first()
+    )
+    if today is not None:
+        balance = ledger.member_points_balance(member=ctx.member)
+        return _t(
+            ctx,
+            zh=f"您今天已在{today.plaza.name}签到（连续 {today.streak} 天），当前积分 {balance} 分。明天再来吧！",
+            en=f"You checked in at {today.plaza.name} today (day {today.streak} in a row); "
+            f"your balance is {balance} points. See you tomorrow!",
+        )
+    zh = "到店后扫描广场入口或服务台的签到二维码即可签到，每天每个广场可签到一次，连续签到还有奖励。"
+    en = (
+        "To check in, scan the check-in QR code at a plaza's entrance or service desk: "
+        "once a day per plaza, with a bonus for a streak of days."
+    )
+    last = ctx.member.last_visit_plaza if ctx.member.last_visit_plaza_id else None
+    if last is not None:
+        zh += f"\n您上次光临的是{last.name}。"
+        en += f"\nYour last visit was to {last.name}."
+    return _t(ctx, zh=zh, en=en)
+
+
+def coupons(ctx: Context) -> str:
+    return _t(
+        ctx,
+        zh="优惠券功能即将上线，您目前还没有优惠券。上线后会第一时间通知您！",
+        en="Coupons are coming soon: you have none yet. We will tell you as soon as they arrive.",
+    )
+
+
+def member_code(ctx: Context) -> str:
+    url = ctx.member_card_url
+    zh = f"您的会员号：{ctx.member.member_no}"
+    en = f"Your member number: {ctx.member.member_no}"
+    if url:
+        zh += f"\n打开会员卡出示动态会员码，收银台扫码即可累积或使用积分：{url}"
+        en += f"\nOpen your member card and show its member code at the till to earn or spend points: {url}"
+    return _t(ctx, zh=zh, en=en)
+
+
+def help_list(ctx: Context) -> str:
+    return _t(
+        ctx,
+        zh="您可以发送：\n积分 — 查询积分\n签到 — 如何签到\n优惠券 — 我的优惠券\n"
+        "会员码 — 打开会员卡\n帮助 — 显示本说明",
+        en="You can send:\npoints — your balance\ncheck in — how to check in\n"
+        "coupons — your coupons\nmember code — your member card\nhelp — this list",
+    )
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # also the menu button key (CLICK EventKey / Alipay ActionParam)
+    run: Callable[[Context], str]
+    keywords: tuple[str, ...]  # what a shopper may type; compared after ``normalise`` (case, width, "!")
+    # A command that writes (redeems, claims …) runs in the transaction that logs its
+    # message, so that a retried message cannot run it twice; one that only reads is
+    # answered without one (bots.dialogue.dialogue_quick_answer).
+    writes: bool = False
+
+
+COMMANDS: dict[str, Command] = {
+    command.name: command
+    for command in [
+        Command(
+            "points", points, ("points", "point", "balance", "my points", "积分", "我的积分", "查积分", "查询积分"),
+        ),
+        Command("checkin", checkin_howto, ("check in", "checkin", "check-in", "签到", "打卡")),
+        Command("coupons", coupons, ("coupons", "coupon", "my coupons", "优惠券", "我的优惠券", "券")),
+        Command(
+            "member_code", member_code,
+            ("member code", "member card", "membership card", "code", "card", "会员码", "会员卡"),
+        ),
+        Command("help", help_list, ("help", "menu", "?", "帮助", "菜单")),
+    ]
+}
+
+_TRAILING = re.compile(r"[\s!.。！~～]+$")
+
+
+def normalise(text: str) -> str:
+    """Full-width to half-width, case-folded, inner spaces collapsed, trailing "!." dropped."""
+    text = unicodedata.normalize("NFKC", text or "").casefold()
+    text = " ".join(text.split())
+    return _TRAILING.sub("", text) or text
+
+
+_BY_KEYWORD = {normalise(keyword): command for command in COMMANDS.values() for keyword in command.keywords}
+
+
+def command_for_text(text: str) -> Command | None:
+    return _BY_KEYWORD.get(normalise(text))
+
+
+def command_for_key(key: str) -> Command | None:
+    """A menu button: its key is a command's name."""
+    return COMMANDS.get(key or "")
+
+
+def reply_to_text(ctx: Context, text: str) -> str:
+    command = command_for_text(text)
+    return command.run(ctx) if command else not_understood(ctx)
+
+
+def reply_to_key(ctx: Context, key: str) -> str:
+    command = command_for_key(key)
+    return command.run(ctx) if command else not_understood(ctx)
+
+
+# --- replies to events ----------------------------------------------------------------
+
+
+def not_understood(ctx: Context) -> str:
+    return _t(
+        ctx,
+        zh="抱歉，我没有看懂。发送“积分”查询积分，“会员码”打开会员卡，“帮助”查看全部指令。",
+        en='Sorry, I did not get that. Send "points" for your balance, "member code" for your card, '
+        'or "help" for everything I can do.',
+    )
+
+
+def welcome(ctx: Context) -> str:
+    if ctx.is_new:
+        text = _t(
+            ctx,
+            zh="欢迎加入大会员！在集团任一广场的任一商户消费都能累积积分，积分可在任一商户抵现。",
+            en="Welcome to the membership! Earn points at any shop in any of our plazas, and spend them at any shop.",
+        )
+    else:
+        text = _t(ctx, zh="欢迎回来！", en="Welcome back!")
+    return text + "\n" + help_list(ctx)
+
+
+def checkin_scan(ctx: Context) -> str:
+    """The shopper scanned ``ctx.plaza``'s check-in code (None: a code of no active plaza)."""
+    if ctx.plaza is None:
+        return checkin_code_invalid(ctx)
+    try:
+        result = checkin.checkin(member=ctx.member, plaza=ctx.plaza, push=False)  # the reply is the message
+    except ledger.MemberNotActive:
+        return member_not_active(ctx)
+    return _checkin_done(ctx, result)
+
+
+def _checkin_done(ctx: Context, result: CheckinResult) -> str:
+    plaza = result.plaza
+    if result.already:
+        zh = f"您今天已在{plaza.name}签到过了（连续 {result.streak} 天），当前积分 {result.points_balance} 分。"
+        en = (
+            f"You already checked in at {plaza.name} today (day {result.streak} in a row); "
+            f"your balance is {result.points_balance} points."
+        )
+    else:
+        zh = f"签到成功！{plaza.name} +{result.points} 积分，已连续签到 {result.streak} 天"
+        en = f"Checked in at {plaza.name}: +{result.points} points, day {result.streak} in a row"
+        if result.bonus_points:
+            zh += f"，连续签到奖励 +{result.bonus_points} 积分"
+            en += f", streak bonus +{result.bonus_points} points"
+        zh += f"。当前积分 {result.points_balance} 分。"
+        en += f". Your balance: {result.points_balance} points."
+    if plaza.notice:
+        zh += f"\n今日活动：{plaza.notice}"
+        en += f"\nToday at {plaza.name}: {plaza.notice}"
+    return _t(ctx, zh=zh, en=en)
+
+
+def checkin_code_invalid(ctx: Context) -> str:
+    return _t(
+        ctx,
+        zh="这个签到码已失效，请扫描广场服务台的最新签到码。",
+        en="This check-in code is no longer valid: please scan the current one at the service desk.",
+    )
+
+
+def member_not_active(ctx: Context) -> str:
+    return _t(
+        ctx,
+        zh="您的会员资格已暂停，如有疑问请联系广场服务台。",
+        en="Your membership is suspended; please ask at a plaza's service desk.",
+    )

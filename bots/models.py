@@ -1,0 +1,44 @@
+"""The conversations log: every message or event a channel delivered, and our reply."""
+
+from django.db import models
+
+from members.models import Member
+
+
+class InboundMessage(models.Model):
+    """One message or event from a shopper, stored with the reply we gave.
+
+    WeChat retries a message it got no answer to (three times, five seconds apart) and
+    Alipay retries its notifications: the dedup key makes each have one effect, and a
+    replay is answered with the stored reply.
+    """
+
+    class Channel(models.TextChoices):
+        WECHAT = "wechat", "WeChat official account"
+        ALIPAY = "alipay", "Alipay service window"
+
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    # msg:<MsgId> for messages; event:<sender>:<CreateTime>:<event> for events, which
+    # carry no MsgId. Unique per channel: the backstop for concurrent retries.
+    dedup_key = models.CharField(max_length=200)
+    # The sender as the channel names them: official-account openid or Alipay user_id.
+    from_user = models.CharField(max_length=128)
+    member = models.ForeignKey(Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    msg_type = models.CharField(max_length=32)  # text, event, image, …
+    event = models.CharField(max_length=64, blank=True)  # subscribe, SCAN, CLICK, follow, … (as sent)
+    # Text typed, event key or scene, location: whatever the message said, cut to a page.
+    content = models.TextField(blank=True)
+    reply = models.TextField(blank=True)  # empty: acknowledged without a reply
+    # Alipay replies go out through the open API after the acknowledgement; this is
+    # when one went. WeChat replies travel in the HTTP answer and leave it empty.
+    reply_sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "dedup_key"], name="inbound_message_once_per_channel"),
+        ]
+        indexes = [models.Index(fields=["from_user", "created_at"], name="inbound_from_user_created")]
+
+    def __str__(self):
+        return f"{self.channel} {self.msg_type}{':' + self.event if self.event else ''} from {self.from_user}"

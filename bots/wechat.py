@@ -1,0 +1,280 @@
+"""The official account's endpoint, ``/wechat/``: WeChat's own protocol.
+
+- GET is URL verification: ``signature`` = SHA-1 of the sorted token, timestamp and
+  nonce; a good one is answered with ``echostr``.
+- POST is a message or an event, in plaintext or in safe mode (``encrypt_type=aes``:
+  the XML carries ``Encrypt``, signed by ``msg_signature``, AES-encrypted under
+  WECHAT_ENCODING_AES_KEY). The reply goes back in the mode the message came in;
+  both modes are accepted, as WeChat sends both while an account switches.
+- Every request's ``signature`` is checked first, before the body is read, and in safe
+  mode ``msg_signature`` over the ``Encrypt`` read from it: a bad one is 403 with
+  nothing changed. A body over 64 KiB is 413; anything that
+  is not plain XML (a DTD, entities, garbage) is 400, in microseconds. Messages are
+  parsed once, by defusedxml; wechatpy's parse_message (xmltodict, which takes DTDs)
+  is not used. wechatpy does the signatures, the AES and the reply XML.
+- WeChat retries an unanswered message three times: each is answered once and its
+  retries get the stored reply (``bots.inbound.inbound_answer``).
+- The answer comes well inside WeChat's 5 seconds: nothing here calls WeChat; the
+  follower's unionid is fetched by a task after commit.
+
+In plaintext mode the signature covers only the query string, not the body: whoever
+saw one signed URL can post any body with it. Production should run in safe mode.
+
+With no WECHAT_TOKEN the endpoint does not exist (404), except in the sandbox, where
+it uses a token derived from SECRET_KEY (``wechat_token()``), so that the chat
+simulator can sign real messages: a token as secret as SECRET_KEY (in the DEBUG demo,
+not at all; the sandbox is refused outside DEBUG).
+"""
+
+import functools
+import hmac
+import logging
+import re
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.http import Http404, HttpResponse, HttpResponseForbidden, HttpResponseNotAllowed
+from django.utils.crypto import salted_hmac
+from django.views.decorators.csrf import csrf_exempt
+from django_q.tasks import async_task
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.replies import TextReply
+from wechatpy.utils import WeChatSigner
+
+from bots.dialogue import Kind, Said, dialogue_answer, dialogue_quick_answer
+from bots.inbound import (
+    Answer,
+    BadInbound,
+    BodyTooLarge,
+    Inbound,
+    body_read,
+    dedup_key,
+    inbound_answer,
+    xml_fields,
+    xml_root,
+)
+from bots.models import InboundMessage
+from core.platforms import wechat_configured
+from members.models import Identity
+
+logger = logging.getLogger(__name__)
+
+# The sandbox has no official account: its messages name this app id.
+SANDBOX_APP_ID = "wxsandbox00000000"
+# openids, unionids and original ids (gh_…) are URL-safe base64-like; nothing else is
+# let into a reply's XML.
+_USER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+# --- configuration ------------------------------------------------------------------
+
+
+def wechat_token() -> str:
+    """WECHAT_TOKEN; in the sandbox without one, a token only this site can know."""
+    if settings.WECHAT_TOKEN:
+        return settings.WECHAT_TOKEN
+    if settings.O2O_SANDBOX:
+        return salted_hmac("bots.wechat.sandbox_token", "token").hexdigest()[:32]
+    return ""
+
+
+def wechat_app_id() -> str:
+    return settings.WECHAT_APP_ID or (SANDBOX_APP_ID if settings.O2O_SANDBOX else "")
+
+
+@functools.lru_cache(maxsize=4)
+def _crypto(token: str, aes_key: str, app_id: str) -> WeChatCrypto:
+    try:
+        return WeChatCrypto(token, aes_key, app_id)
+    except (AssertionError, ValueError, TypeError):
+        raise ImproperlyConfigured(
+            "WECHAT_ENCODING_AES_KEY must be the 43-character key from the WeChat console"
+        ) from None
+
+
+def wechat_crypto() -> WeChatCrypto | None:
+    """Safe mode's crypto, or None when no WECHAT_ENCODING_AES_KEY is set."""
+    if not settings.WECHAT_ENCODING_AES_KEY:
+        return None
+    return _crypto(wechat_token(), settings.WECHAT_ENCODING_AES_KEY, wechat_app_id())
+
+
+def signature_of(*parts: str) -> str:
+    """WeChat's signature: SHA-1 of the parts sorted and joined."""
+    signer = WeChatSigner()
+    signer.add_data(*parts)
+    return signer.signature
+
+
+def _signed(signature: str, *parts: str) -> bool:
+    return hmac.compare_digest(signature.encode(), signature_of(*parts).encode())
+
+
+# --- the endpoint -------------------------------------------------------------------
+
+
+@csrf_exempt
+def wechat_endpoint(request):
+    token = wechat_token()
+    if not token:
+        raise Http404("The official account is not configured")
+    if request.method not in ("GET", "POST"):
+        return HttpResponseNotAllowed(["GET", "POST"])
+    query = request.GET
+    timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
+    if not (timestamp and nonce and _signed(query.get("signature", ""), token, timestamp, nonce)):
+        return HttpResponseForbidden("bad signature", content_type="text/plain")
+    if request.method == "GET":
+        return HttpResponse(query.get("echostr", ""), content_type="text/plain; charset=utf-8")
+
+    safe = query.get("encrypt_type", "raw") == "aes"
+    crypto = wechat_crypto() if safe else None
+    try:
+        body = body_read(request)
+        if safe:
+            plain = _decrypted(xml_fields(xml_root(body)), crypto, token, query)
+            if plain is None:
+                return HttpResponseForbidden("bad msg_signature", content_type="text/plain")
+        else:
+            plain = body
+        message = _message(xml_fields(xml_root(plain)))
+    except BodyTooLarge:
+        return HttpResponse("body too large", status=413, content_type="text/plain")
+    except BadInbound as exc:
+        return HttpResponse(f"bad request: {exc}", status=400, content_type="text/plain")
+
+    said = _said(message)
+    logged, _replayed = inbound_answer(
+        _inbound(message), lambda: _respond(request, message, said), quick=lambda: _quick(request, message, said)
+    )
+    return _render(logged.reply, message, crypto, nonce)
+
+
+def _decrypted(outer: dict[str, str], crypto: WeChatCrypto | None, token: str, query) -> str | None:
+    """The plaintext XML of a safe-mode message; None when msg_signature is wrong."""
+    if crypto is None:
+        raise BadInbound("safe mode is not configured (WECHAT_ENCODING_AES_KEY)")
+    encrypt = outer.get("Encrypt", "")
+    if not encrypt:
+        raise BadInbound("no Encrypt")
+    if not _signed(query.get("msg_signature", ""), token, query["timestamp"], query["nonce"], encrypt):
+        return None
+    try:
+        return crypto.decrypt_message(
+            {"Encrypt": encrypt}, query["msg_signature"], query["timestamp"], query["nonce"]
+        )
+    # Whatever fails to decrypt, unpad or name our app id under our key (bad base64,
+    # bad padding, InvalidAppIdException …) was not encrypted by WeChat for us.
+    except Exception:  # noqa: BLE001
+        raise BadInbound("cannot be decrypted with our key") from None
+
+
+@dataclass(frozen=True)
+class WeChatMessage:
+    """A message or event as WeChat sent it; ``event`` lower-cased, and ``scene`` the
+    QR scene of a subscribe (``qrscene_`` removed) or SCAN."""
+
+    source: str  # FromUserName: the follower's openid
+    target: str  # ToUserName: our account's original id
+    msg_type: str
+    event: str
+    key: str  # EventKey: menu key, scene, URL
+    scene: str
+    content: str
+    fields: dict[str, str]
+
+
+def _message(fields: dict[str, str]) -> WeChatMessage:
+    for name in ("FromUserName", "ToUserName"):
+        if not _USER_NAME.match(fields.get(name, "")):
+            raise BadInbound(f"{name} is missing or malformed")
+    msg_type = fields.get("MsgType", "").lower()
+    if not msg_type or not fields.get("CreateTime", "").isdigit():
+        raise BadInbound("MsgType or CreateTime is missing or malformed")
+    event = fields.get("Event", "").lower()
+    if msg_type == "event" and not event:
+        raise BadInbound("an event without Event")
+    key = fields.get("EventKey", "")
+    scene = ""
+    if event == "subscribe" and key.startswith("qrscene_"):
+        scene = key[len("qrscene_"):]
+    elif event == "scan":
+        scene = key
+    return WeChatMessage(
+        source=fields["FromUserName"], target=fields["ToUserName"], msg_type=msg_type, event=event, key=key,
+        scene=scene, content=fields.get("Content", ""), fields=fields,
+    )
+
+
+def _inbound(message: WeChatMessage) -> Inbound:
+    fields = message.fields
+    msg_type, event = fields["MsgType"], fields.get("Event", "")
+    if fields.get("MsgId"):
+        key = f"msg:{fields['MsgId']}"
+    else:
+        key = f"event:{message.source}:{fields['CreateTime']}:{event or msg_type}"
+    if message.msg_type == "location" or message.event == "location":
+        # A LOCATION event reports Latitude/Longitude; a location message, Location_X/_Y.
+        lat = fields.get("Latitude") or fields.get("Location_X", "")
+        lng = fields.get("Longitude") or fields.get("Location_Y", "")
+        content = f"{lat},{lng}"
+    else:
+        content = next(
+            (fields[name] for name in ("Content", "EventKey", "PicUrl", "Recognition") if fields.get(name)), ""
+        )
+    return Inbound(
+        channel=InboundMessage.Channel.WECHAT, dedup_key=dedup_key(key), from_user=message.source,
+        msg_type=msg_type, event=event, content=content,
+    )
+
+
+def _render(reply: str, message: WeChatMessage, crypto: WeChatCrypto | None, nonce: str) -> HttpResponse:
+    if not reply:
+        return HttpResponse("success", content_type="text/plain")
+    # CDATA cannot hold "]]>": split it across two sections.
+    content = reply.replace("]]>", "]]]]><![CDATA[>")
+    xml = TextReply(source=message.target, target=message.source, content=content, time=int(time.time())).render()
+    if crypto is not None:
+        xml = crypto.encrypt_message(xml, nonce, str(int(time.time())))
+    return HttpResponse(xml, content_type="application/xml; charset=utf-8")
+
+
+# --- what a message does ---------------------------------------------------------------
+
+
+def _said(message: WeChatMessage) -> Said:
+    if message.msg_type == "text":
+        return Said(Kind.TEXT, text=message.content)
+    match message.event:
+        case "subscribe":
+            return Said(Kind.FOLLOW, scene=message.scene)
+        case "unsubscribe":
+            return Said(Kind.UNFOLLOW)
+        case "scan":
+            return Said(Kind.SCAN, scene=message.scene)
+        case "click":
+            return Said(Kind.CLICK, key=message.key)
+    return Said(Kind.SILENT) if message.msg_type == "event" else Said(Kind.OTHER)
+
+
+def _quick(request, message: WeChatMessage, said: Said) -> Answer | None:
+    return dialogue_quick_answer(
+        request=request, channel="wechat", identity_channel=Identity.Channel.WECHAT_OPENID,
+        external_id=message.source, said=said,
+    )
+
+
+def _respond(request, message: WeChatMessage, said: Said) -> Answer:
+    answer = dialogue_answer(
+        request=request, channel="wechat", identity_channel=Identity.Channel.WECHAT_OPENID,
+        external_id=message.source, said=said,
+    )
+    # A new follower's unionid links them to their mini-program self; a follow is a
+    # good moment to try again for one we could not learn before.
+    if (answer.created or said.kind == Kind.FOLLOW) and wechat_configured():
+        openid = message.source
+        transaction.on_commit(lambda: async_task("bots.tasks.wechat_unionid_fetch", openid))
+    return answer
