@@ -31,3 +31,15 @@ def test_conversations_are_listed_searched_and_read_only(admin_client, wechat):
     message.refresh_from_db()
     assert message.reply != "edited"
     assert admin_client.post(f"{url}{message.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_plaza_list_offers_the_wechat_check_in_qr_action(admin_client):
+    from django.urls import reverse
+
+    from members.services import plaza_create
+
+    plaza_create(code="sh-1", name="上海一号广场")  # the actions menu shows only over rows
+    page = admin_client.get(reverse("admin:members_plaza_changelist"))
+    assert page.status_code == 200
+    assert "create_wechat_checkin_qr" in page.content.decode()
