@@ -18,7 +18,7 @@ from bots import commands
 from bots.inbound import MEMBER_CARD_PATH, Answer
 from core.links import public_url
 from members.checkin import SCENE_PREFIX
-from members.identity import identity_touch, member_active, member_for_identity
+from members.identity import identity_touch, member_active, member_by_identity, member_for_identity
 from members.models import Identity, Member, Plaza
 
 
@@ -93,10 +93,7 @@ def dialogue_answer(*, request, channel: str, identity_channel: str, external_id
     """
     if said.kind == Kind.UNFOLLOW:
         identity_touch(channel=identity_channel, external_id=external_id, following=False)
-        identity = Identity.objects.select_related("member").filter(
-            channel=identity_channel, external_id=external_id
-        ).first()
-        return Answer("", member_active(identity.member) if identity else None)
+        return Answer("", member_by_identity(channel=identity_channel, external_id=external_id))
 
     is_checkin, plaza = scene_plaza(said.scene)
     found = member_for_identity(

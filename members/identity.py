@@ -43,6 +43,11 @@ def member_active(member: Member) -> Member:
     return member
 
 
+def member_by_identity(*, channel: str, external_id: str) -> Member | None:
+    """The (active) member a channel knows as ``external_id``, or None. Reads only."""
+    return _member_of(channel, external_id)
+
+
 def _member_of(channel: str, external_id: str) -> Member | None:
     identity = Identity.objects.select_related("member__tier").filter(channel=channel, external_id=external_id).first()
     return member_active(identity.member) if identity else None

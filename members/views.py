@@ -29,9 +29,9 @@ from core.links import public_url
 from core.errors import ApplicationError, NotFound, PlatformError
 from core.qr import qr_png, qr_svg, qr_svg_once
 from members import checkin as checkins
-from members import codes, ledger, pushes, web_auth
+from members import codes, ledger, pushes, shopper, web_auth
 from members.identity import MemberBanned
-from members.models import Checkin, InboxMessage, Member, Plaza, PointsTransaction, Store
+from members.models import Checkin, Member, Plaza, PointsTransaction, Store
 
 PAGE_SIZE = 20
 EXPIRING_WITHIN_DAYS = 30
@@ -150,7 +150,7 @@ def card(request):
         "points_balance": ledger.member_points_balance(member=member),
         "points_expiring": ledger.member_points_expiring(member=member, within_days=EXPIRING_WITHIN_DAYS),
         "expiring_days": EXPIRING_WITHIN_DAYS,
-        "unread": InboxMessage.objects.filter(member=member, read_at__isnull=True).count(),
+        "unread": shopper.member_inbox_unread(member=member),
         "code": _member_code(member),
     }
     return render(request, "members/card.html", context)
@@ -183,7 +183,7 @@ def history(request):
 @require_GET
 @member_required
 def inbox(request):
-    messages = InboxMessage.objects.filter(member=request.member).order_by("-created_at", "-id")
+    messages = shopper.member_inbox(member=request.member)
     page = Paginator(messages, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [
         {"message": message, "unread": message.read_at is None, "link": message.link if message.link.startswith(WEB_LINK) else ""}

@@ -105,3 +105,12 @@ def test_merge_carries_mini_program_subscriptions_over():
     held = dict(MiniappSubscription.objects.filter(member=older).values_list("template_id", "remaining"))
     assert held == {"T1": 3, "T2": 1}
     assert not MiniappSubscription.objects.filter(member=newer).exists()
+
+
+def test_member_by_identity_reads_without_creating_and_follows_merges():
+    assert identity.member_by_identity(channel=Channel.WECHAT_OPENID, external_id="nobody") is None
+    assert not Member.objects.exists()
+    older = find(Channel.WECHAT_OPENID, "oa-1").member
+    newer = find(Channel.MINIAPP_OPENID, "mp-1").member
+    identity.member_merge(source=newer, target=older, reason="same person")
+    assert identity.member_by_identity(channel=Channel.MINIAPP_OPENID, external_id="mp-1").pk == older.pk
