@@ -491,7 +491,7 @@ def purchase_cost(*, key: str, store_code: str, member_nos: list[str], samples: 
 
     patches = [
         (auth, "merchant_api_key_verify", "authenticate: API key lookup"),
-        (auth.MerchantKeyThrottle, "allow_request", "throttle (shared cache)"),
+        (auth.MerchantKeyThrottle, "allow_request", "throttle (atomic counter)"),
         (payment_services, "api_request_replayed", "replay check (ApiRequest)"),
         (payments_api, "_at_store", "validate; store and member lookup"),
         (payment_services, "api_request_once", "once: transaction, stored response, COMMIT"),

@@ -213,11 +213,13 @@ def start_gunicorn(args, env: dict[str, str], port: int) -> subprocess.Popen:
     ]
     process = subprocess.Popen(command, env=env, cwd=REPO_DIR, start_new_session=True)
     deadline = time.monotonic() + 60
-    timestamp, nonce = "1", "2"
-    probe = f"http://127.0.0.1:{port}/wechat/?" + urlencode(
-        {"signature": signature(TOKEN, timestamp, nonce), "timestamp": timestamp, "nonce": nonce, "echostr": "up"}
-    )
     while time.monotonic() < deadline:
+        # A fresh signature each time: /wechat/ refuses timestamps 5 minutes off and
+        # (timestamp, nonce) pairs seen with another request.
+        timestamp, nonce = str(int(time.time())), secrets.token_hex(5)
+        probe = f"http://127.0.0.1:{port}/wechat/?" + urlencode(
+            {"signature": signature(TOKEN, timestamp, nonce), "timestamp": timestamp, "nonce": nonce, "echostr": "up"}
+        )
         if process.poll() is not None:
             raise SystemExit(f"gunicorn exited with status {process.returncode}")
         try:

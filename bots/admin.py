@@ -2,7 +2,8 @@
 what the bot answered. Read-only: the log is written by the endpoints alone.
 
 Also ``create_wechat_checkin_qr``, an action for the plaza list (wired by the plaza
-admin): each selected plaza's permanent check-in QR code on the official account.
+admin): each selected plaza's permanent check-in QR code on the official account, for
+plazas that accept the permanent code (the rotating one is on the check-in screen).
 """
 
 import base64
@@ -73,6 +74,15 @@ def create_wechat_checkin_qr(modeladmin, request, queryset):
     plazas = list(queryset.filter(is_active=True).order_by("code")[: WECHAT_QR_MAX_PLAZAS + 1])
     if not plazas or len(plazas) > WECHAT_QR_MAX_PLAZAS:
         modeladmin.message_user(request, f"Select between 1 and {WECHAT_QR_MAX_PLAZAS} active plazas.", messages.ERROR)
+        return None
+    # A permanent code where the plaza refuses it would only print refusals.
+    refusing = [plaza.code for plaza in plazas if not plaza.checkin_accepts_permanent]
+    if refusing:
+        message = (
+            f"{', '.join(refusing)}: the plaza does not accept the permanent check-in code; "
+            "show its rotating code on a screen (the plaza's page links to it) or print links that expire."
+        )
+        modeladmin.message_user(request, message, messages.ERROR)
         return None
     codes = []
     for plaza in plazas:

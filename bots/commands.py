@@ -9,9 +9,11 @@ Replies are in Chinese, or in English when the shopper wrote in English.
 
 "签到" / "check in" typed as text does not check anyone in: a check-in is the record of
 an offline visit, and the proof of presence is the scan of the plaza's QR code (a
-``checkin:<plaza>`` scene). Checking in at "the plaza of the last visit" from a chat
-would pay points for staying at home and put visits in the data that never happened.
-The command explains how to check in and shows today's check-in if there is one.
+``checkin:<plaza>`` scene, or ``checkin:<plaza>:<token>`` from the plaza's check-in
+screen), checked against what the plaza accepts (members.checkin). Checking in at "the
+plaza of the last visit" from a chat would pay points for staying at home and put
+visits in the data that never happened. The command explains how to check in and shows
+today's check-in if there is one.
 """
 
 import re
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from members import checkin, ledger
-from members.checkin import CheckinResult
+from members.checkin import CheckinCode, CheckinResult, Location, Proof
 from members.models import Checkin, Member, Plaza
 
 
@@ -34,6 +36,8 @@ class Context:
     plaza: Plaza | None = None  # the plaza of a scanned check-in code
     is_new: bool = False  # the member was created by this message
     member_card_url: str = ""  # absolute URL of the member card page
+    checkin_code: CheckinCode | None = None  # the check-in code scanned (None: not one of ours)
+    location: Location | None = None  # where the shopper's phone last said it was, recently
 
 
 def _t(ctx: Context, *, zh: str, en: str) -> str:
@@ -204,14 +208,61 @@ def welcome(ctx: Context) -> str:
 
 
 def checkin_scan(ctx: Context) -> str:
-    """The shopper scanned ``ctx.plaza``'s check-in code (None: a code of no active plaza)."""
-    if ctx.plaza is None:
+    """The shopper scanned ``ctx.checkin_code`` (None: a code of no active plaza, or forged)."""
+    if ctx.checkin_code is None:
         return checkin_code_invalid(ctx)
     try:
-        result = checkin.checkin(member=ctx.member, plaza=ctx.plaza, push=False)  # the reply is the message
+        result = checkin.checkin_attempt(
+            member=ctx.member, code=ctx.checkin_code, location=ctx.location, push=False  # the reply is the message
+        )
     except ledger.MemberNotActive:
         return member_not_active(ctx)
+    except checkin.CheckinRefused as refused:
+        return checkin_refused(ctx, refused)
     return _checkin_done(ctx, result)
+
+
+def checkin_refused(ctx: Context, refused: checkin.CheckinRefused) -> str:
+    """Why this code did not check the shopper in, and how to check in at that plaza."""
+    plaza = refused.plaza
+    match refused:
+        case checkin.CheckinTokenExpired():
+            zh, en = "这个签到码已过期。", "This check-in code has expired."
+        case checkin.CheckinOutOfRange():
+            metres = refused.extra.get("distance_m", 0)
+            zh = f"您的位置距{plaza.name}约 {metres} 米，不在签到范围内。"
+            en = f"Your location is about {metres} m from {plaza.name}: too far to check in."
+        case checkin.CheckinLocationRequired():
+            zh = f"{plaza.name}需要确认您在广场内，但还没有收到您的位置。"
+            en = f"{plaza.name} needs to know you are there, and we have no location from you yet."
+        case _:
+            zh = f"{plaza.name}需要到场签到，这个签到码不能用于签到。"
+            en = f"{plaza.name} asks you to check in on the spot: this code does not check you in."
+    return _t(ctx, zh=zh, en=en) + "\n" + checkin_ways(ctx, plaza)
+
+
+def checkin_ways(ctx: Context, plaza: Plaza) -> str:
+    """How to check in at ``plaza``: the proofs it accepts, the strongest first."""
+    accepted = checkin.plaza_proofs_accepted(plaza=plaza)
+    ways = []
+    if Proof.SCREEN in accepted:
+        ways.append(("扫描服务台屏幕上的签到码", "scan the code on the check-in screen at the service desk"))
+    if Proof.PRINTED in accepted:
+        ways.append(("扫描广场内张贴的最新签到海报", "scan a current check-in poster at the plaza"))
+    if Proof.LOCATION in accepted and ctx.channel == "wechat":
+        ways.append((
+            "在公众号资料页打开“提供位置信息”，进入本公众号对话后在广场内再扫一次签到码",
+            'turn on "Provide location" in this account\'s profile, open this chat and scan again inside the plaza',
+        ))
+    elif Proof.LOCATION in accepted:
+        ways.append(("允许获取位置后在广场内再扫一次签到码", "allow your location and scan again inside the plaza"))
+    if Proof.PERMANENT in accepted:
+        ways.append(("扫描广场的签到二维码", "scan the plaza's check-in QR code"))
+    if not ways:
+        return _t(ctx, zh="这个广场暂不支持签到。", en="This plaza does not take check-ins at the moment.")
+    return _t(
+        ctx, zh="请" + "，或".join(zh for zh, _en in ways) + "。", en="Please " + ", or ".join(en for _zh, en in ways) + ".",
+    )
 
 
 def _checkin_done(ctx: Context, result: CheckinResult) -> str:

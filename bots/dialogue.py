@@ -16,8 +16,10 @@ from django.utils import timezone
 
 from bots import commands
 from bots.inbound import MEMBER_CARD_PATH, Answer
+from bots.models import InboundMessage
+from core.errors import NotFound
 from core.links import public_url
-from members.checkin import SCENE_PREFIX
+from members import checkin
 from members.identity import identity_touch, member_active, member_by_identity, member_for_identity
 from members.models import Identity, Member, Plaza
 
@@ -40,11 +42,41 @@ class Said:
     scene: str = ""
 
 
-def scene_plaza(scene: str) -> tuple[bool, Plaza | None]:
-    """(whether ``scene`` is a check-in scene, its active plaza or None)."""
-    if not (scene or "").startswith(SCENE_PREFIX):
-        return False, None
-    return True, Plaza.objects.filter(code=scene[len(SCENE_PREFIX):], is_active=True).first()
+def scene_checkin(scene: str) -> tuple[bool, checkin.CheckinCode | None]:
+    """(whether ``scene`` is a check-in scene, its code or None: a closed or unknown
+    plaza, a forged screen token)."""
+    try:
+        code = checkin.checkin_scene_read(scene)
+    except (checkin.CheckinTokenInvalid, NotFound):
+        return True, None
+    return code is not None, code
+
+
+def reported_location(*, identity_channel: str, external_id: str) -> checkin.Location | None:
+    """Where the official account's LOCATION report put the follower in the last
+    CHECKIN_LOCATION_MAX_AGE_SECONDS, or None.
+
+    WeChat sends the report as a follower enters the chat, when the account asks for
+    locations and the follower agreed; the log of messages keeps it (``lat,lng``, as
+    WeChat sent it: WGS-84). A location *message* (one the shopper picks on a map) is
+    no proof of anything and is not read. The phone says where it is: a weaker proof
+    than the screen's code.
+    """
+    if identity_channel != Identity.Channel.WECHAT_OPENID:
+        return None
+    content = (
+        InboundMessage.objects.filter(
+            channel=InboundMessage.Channel.WECHAT, from_user=external_id, msg_type__iexact="event",
+            event__iexact="location", created_at__gte=timezone.now() - checkin.location_max_age(),
+        )
+        .order_by("-created_at")
+        .values_list("content", flat=True)
+        .first()
+    )
+    if not content:
+        return None
+    latitude, _, longitude = content.partition(",")
+    return checkin.checkin_location(latitude=latitude, longitude=longitude, datum="wgs84")
 
 
 # A follower who wrote this recently is not written to again on a message that
@@ -95,22 +127,31 @@ def dialogue_answer(*, request, channel: str, identity_channel: str, external_id
         identity_touch(channel=identity_channel, external_id=external_id, following=False)
         return Answer("", member_by_identity(channel=identity_channel, external_id=external_id))
 
-    is_checkin, plaza = scene_plaza(said.scene)
+    is_checkin, code = scene_checkin(said.scene)
+    plaza = code.plaza if code is not None else None
     found = member_for_identity(
         channel=identity_channel, external_id=external_id, join_channel=_JOIN_CHANNEL[identity_channel],
         plaza=plaza, refuse_banned=False,
     )
     identity_touch(channel=identity_channel, external_id=external_id, following=True)
-    ctx = _context(request, channel, found.member, said, plaza=plaza, is_new=found.created)
+    location = None
+    if code is not None and code.proof not in checkin.plaza_proofs_accepted(plaza=plaza):
+        # The code alone does not prove presence here: the last location report may.
+        location = reported_location(identity_channel=identity_channel, external_id=external_id)
+    ctx = _context(
+        request, channel, found.member, said, plaza=plaza, is_new=found.created, checkin_code=code, location=location
+    )
     return Answer(_guarded(ctx, _reply(ctx, said, is_checkin)), found.member, created=found.created)
 
 
 def _context(
-    request, channel: str, member: Member, said: Said, *, plaza: Plaza | None, is_new: bool
+    request, channel: str, member: Member, said: Said, *, plaza: Plaza | None, is_new: bool,
+    checkin_code: checkin.CheckinCode | None = None, location: checkin.Location | None = None,
 ) -> commands.Context:
     return commands.Context(
         member=member, channel=channel, lang=commands.lang_of(said.text) if said.kind == Kind.TEXT else "zh",
         plaza=plaza, is_new=is_new, member_card_url=public_url(request, MEMBER_CARD_PATH),
+        checkin_code=checkin_code, location=location,
     )
 
 

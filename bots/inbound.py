@@ -1,8 +1,11 @@
-"""What both channel endpoints share: a capped body, XML parsed safely, and each
-delivered message answered once (the conversations log is the dedup table).
+"""What both channel endpoints share: a capped body, charsets that are text, XML parsed
+safely, and each delivered message answered once (the conversations log is the dedup
+table).
 """
 
+import codecs
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element, ParseError
@@ -20,6 +23,17 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_CONTENT_CHARS = 2000
 # The member card page (members' H5 pages); the member-code command links to it.
 MEMBER_CARD_PATH = "/m/"
+
+
+# The charsets a message may be written in, as ``codecs.lookup`` names them: UTF-8,
+# ASCII and the Chinese national charsets (Alipay offers GBK), each of which writes
+# ASCII as ASCII. Being known to ``codecs.lookup`` is not enough: Python's registry
+# also holds rot13, base64, hex and zlib, which turn bytes into bytes and raise on
+# decoding, and UTF-16 and UTF-32, which break every ASCII delimiter.
+TEXT_CHARSETS = frozenset({"utf-8", "ascii", "gb2312", "gbk", "gb18030"})
+# The encoding an XML declaration names: in the first bytes, in ASCII in each of the
+# charsets above (a UTF-8 byte order mark may come first).
+_XML_ENCODING = re.compile(rb"""\A(?:\xef\xbb\xbf)?\s*<\?xml\s[^>]*?\bencoding\s*=\s*(["'])(.*?)\1""", re.S)
 
 
 class BadInbound(Exception):
@@ -45,13 +59,51 @@ def body_read(request, *, limit: int = MAX_BODY_BYTES) -> bytes:
     return body
 
 
-def xml_root(text: bytes | str) -> Element:
+def text_charset(name: str) -> str:
+    """The codec ``name`` names, when it is one of TEXT_CHARSETS; anything else is BadInbound."""
+    try:
+        codec = codecs.lookup(name).name
+    except (LookupError, ValueError, TypeError):  # ValueError: a NUL in the name
+        codec = ""
+    if codec not in TEXT_CHARSETS:
+        raise BadInbound(f"charset {name[:40]!r} is not a text charset we read")
+    return codec
+
+
+def request_charset(request) -> str | None:
+    """The Content-Type's charset as a codec name (None when it names none).
+
+    Call it before ``request.GET`` or ``request.POST``: Django decodes them in the
+    Content-Type's charset when ``codecs.lookup`` knows it (UTF-16 included). A byte
+    transform there (rot13, base64) never gets this far: Django decodes the query
+    string in it while building the request, and raises before any view runs.
+    """
+    name = request.content_params.get("charset")
+    return None if name is None else text_charset(name)
+
+
+def xml_root(text: bytes | str, *, charset: str | None = None) -> Element:
     """The root of a document without DTD, entities or external references.
 
     defusedxml refuses a DOCTYPE as soon as the parser meets it, so billion laughs
     and external entities cost microseconds, and wechatpy's own parser (xmltodict,
     which accepts DTDs) only ever sees documents that passed here.
+
+    Bytes are decoded here, in ``charset`` (the transport's, which wins) or else the
+    one the XML declaration names, else UTF-8; a declared encoding must be a text
+    charset either way. Expat is handed text, on which it ignores the declaration:
+    handed bytes, it would look the declared name up itself and raise LookupError on
+    rot13, ValueError on GBK (expat reads no multi-byte charset but its own).
     """
+    head = text[:200] if isinstance(text, bytes) else text[:200].encode("utf-8", "replace")
+    match = _XML_ENCODING.match(head)
+    declared = text_charset(match.group(2).decode("ascii", "replace")) if match else None
+    if isinstance(text, bytes):
+        codec = charset or declared or "utf-8"
+        try:
+            text = text.decode(codec)
+        except UnicodeDecodeError:
+            raise BadInbound(f"not {codec} text") from None
     try:
         return defused_fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except (DefusedXmlException, ParseError):

@@ -42,3 +42,27 @@ class InboundMessage(models.Model):
 
     def __str__(self):
         return f"{self.channel} {self.msg_type}{':' + self.event if self.event else ''} from {self.from_user}"
+
+
+class SignedQuery(models.Model):
+    """A signed query string WeChat sent (its timestamp and nonce), with the body it came with.
+
+    WeChat's ``signature`` covers the token, the timestamp and the nonce, never the
+    body: whoever saw a signed URL could post any body with it while its timestamp is
+    in the window. The first body to arrive takes the pair; WeChat's retries (the same
+    query string, the same body) pass, any other body is refused. The unique
+    constraint decides between two that arrive at once. A row whose timestamp has left
+    the window can never match again (the window refuses it first) and is purged.
+    """
+
+    timestamp = models.BigIntegerField()  # seconds since the epoch, as signed
+    nonce = models.CharField(max_length=64)
+    body_sha256 = models.CharField(max_length=64)  # hex digest of the method and the body
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["timestamp", "nonce"], name="signed_query_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.timestamp} {self.nonce}"

@@ -2,12 +2,15 @@
 
 A staff member picks a demo shopper (or a new openid) and sends a text, a follow
 with or without a plaza's check-in scene, a scan, a menu click or an unfollow. The
-page builds the XML WeChat would send, signs it as WeChat does (safe mode when
-WECHAT_ENCODING_AES_KEY is set, else plaintext; with the sandbox token when there is
-no WECHAT_TOKEN, see ``bots.wechat.wechat_token``) and hands it to the real /wechat/
-view, signature check and all, then shows the reply it answered and the
-conversation so far. "Send again" re-delivers the last message as WeChat's retry
-would, to show that a retry has no second effect.
+page builds the XML WeChat would send, signs it as WeChat does (with the sandbox
+token when there is no WECHAT_TOKEN, see ``bots.wechat.wechat_token``) and hands it
+to the real /wechat/ view, every check included, then shows the reply it answered
+and the conversation so far. Each delivery is signed afresh, with the current time
+(the endpoint refuses a timestamp five minutes off) and a new nonce (a signed query
+string carries one body), and encrypted in safe mode when WECHAT_ENCODING_AES_KEY is
+set (the endpoint then takes nothing else). "Send again" re-delivers the last
+message, its MsgId or CreateTime unchanged, to show that a retry has no second
+effect.
 
 Outside the sandbox the page does not exist (404); inside it, staff only.
 """

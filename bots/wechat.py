@@ -2,23 +2,34 @@
 
 - GET is URL verification: ``signature`` = SHA-1 of the sorted token, timestamp and
   nonce; a good one is answered with ``echostr``.
-- POST is a message or an event, in plaintext or in safe mode (``encrypt_type=aes``:
-  the XML carries ``Encrypt``, signed by ``msg_signature``, AES-encrypted under
-  WECHAT_ENCODING_AES_KEY). The reply goes back in the mode the message came in;
-  both modes are accepted, as WeChat sends both while an account switches.
-- Every request's ``signature`` is checked first, before the body is read, and in safe
-  mode ``msg_signature`` over the ``Encrypt`` read from it: a bad one is 403 with
-  nothing changed. A body over 64 KiB is 413; anything that
-  is not plain XML (a DTD, entities, garbage) is 400, in microseconds. Messages are
-  parsed once, by defusedxml; wechatpy's parse_message (xmltodict, which takes DTDs)
-  is not used. wechatpy does the signatures, the AES and the reply XML.
+- POST is a message or an event. With no WECHAT_ENCODING_AES_KEY it comes in
+  plaintext. With one, only safe-mode messages are accepted: the XML carries
+  ``Encrypt``, signed by ``msg_signature``, AES-encrypted under the key (WeChat's
+  compatible mode sends the same, with plaintext fields beside it: only the
+  decrypted message is read), and the reply is encrypted. A plaintext body is
+  refused (400): its fields are signed by nothing.
+- Every request's ``signature`` is checked first, and its ``timestamp`` must be
+  within TIMESTAMP_WINDOW_SECONDS of our clock, either way: the signature covers
+  the query string, never the body, so one seen anywhere (an access log, a proxy)
+  would otherwise authorise any body forever. Within the window a signed query
+  string (timestamp and nonce) carries one body: the first to arrive takes it
+  (``bots.models.SignedQuery``), WeChat's retries of it pass, any other body is
+  refused. Then, in safe mode, ``msg_signature`` over the ``Encrypt`` read from the
+  body. A refusal is 403 with nothing changed and a warning in the log. A body over
+  64 KiB is 413; anything that is not plain XML (a DTD, entities, garbage, a charset
+  that is not text, in the Content-Type or the XML declaration) is 400, in
+  microseconds. Messages are parsed once, by defusedxml; wechatpy's parse_message
+  (xmltodict, which takes DTDs) is not used. wechatpy does the signatures, the AES
+  and the reply XML.
 - WeChat retries an unanswered message three times: each is answered once and its
   retries get the stored reply (``bots.inbound.inbound_answer``).
 - The answer comes well inside WeChat's 5 seconds: nothing here calls WeChat; the
   follower's unionid is fetched by a task after commit.
 
-In plaintext mode the signature covers only the query string, not the body: whoever
-saw one signed URL can post any body with it. Production should run in safe mode.
+In plaintext mode whoever saw a signed URL can still post a body of their own with
+it within the window, if they beat WeChat to it; the access log must not keep query
+strings (the Makefile's gunicorn logs the path alone). Production should run in safe
+mode.
 
 With no WECHAT_TOKEN the endpoint does not exist (404), except in the sandbox, where
 it uses a token derived from SECRET_KEY (``wechat_token()``), so that the chat
@@ -27,6 +38,7 @@ not at all; the sandbox is refused outside DEBUG).
 """
 
 import functools
+import hashlib
 import hmac
 import logging
 import re
@@ -35,7 +47,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import Http404, HttpResponse, HttpResponseForbidden, HttpResponseNotAllowed
 from django.utils.crypto import salted_hmac
 from django.views.decorators.csrf import csrf_exempt
@@ -53,10 +65,11 @@ from bots.inbound import (
     body_read,
     dedup_key,
     inbound_answer,
+    request_charset,
     xml_fields,
     xml_root,
 )
-from bots.models import InboundMessage
+from bots.models import InboundMessage, SignedQuery
 from core.platforms import wechat_configured
 from members.models import Identity
 
@@ -67,6 +80,14 @@ SANDBOX_APP_ID = "wxsandbox00000000"
 # openids, unionids and original ids (gh_…) are URL-safe base64-like; nothing else is
 # let into a reply's XML.
 _USER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# How far a signed query string's timestamp may be from our clock, either way.
+TIMESTAMP_WINDOW_SECONDS = 300
+# Seconds since the epoch, as WeChat writes them (no sign, no leading zero: one
+# instant, one spelling), and nonces as WeChat makes them.
+_TIMESTAMP = re.compile(r"^[1-9][0-9]{0,11}$")
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# One claim in this many also deletes the signed queries whose timestamps left the window.
+SIGNED_QUERY_PURGE_EVERY = 64
 
 
 # --- configuration ------------------------------------------------------------------
@@ -123,28 +144,51 @@ def wechat_endpoint(request):
         raise Http404("The official account is not configured")
     if request.method not in ("GET", "POST"):
         return HttpResponseNotAllowed(["GET", "POST"])
+    try:
+        charset = request_charset(request)  # before request.GET, which Django decodes in it
+    except BadInbound as exc:
+        return _bad_request(exc)
     query = request.GET
     timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
-    if not (timestamp and nonce and _signed(query.get("signature", ""), token, timestamp, nonce)):
-        return HttpResponseForbidden("bad signature", content_type="text/plain")
-    if request.method == "GET":
-        return HttpResponse(query.get("echostr", ""), content_type="text/plain; charset=utf-8")
-
-    safe = query.get("encrypt_type", "raw") == "aes"
-    crypto = wechat_crypto() if safe else None
+    if not (_TIMESTAMP.match(timestamp) and _NONCE.match(nonce)
+            and _signed(query.get("signature", ""), token, timestamp, nonce)):
+        logger.warning("WeChat: refused a %s with a bad or missing signature", request.method)
+        return _forbidden("bad signature")
+    skew = int(timestamp) - int(time.time())
+    if abs(skew) > TIMESTAMP_WINDOW_SECONDS:
+        logger.warning(
+            "WeChat: refused a signed %s whose timestamp is %+d s from our clock (the window is %d s)",
+            request.method, skew, TIMESTAMP_WINDOW_SECONDS,
+        )
+        return _forbidden("timestamp outside the window")
     try:
-        body = body_read(request)
-        if safe:
-            plain = _decrypted(xml_fields(xml_root(body)), crypto, token, query)
-            if plain is None:
-                return HttpResponseForbidden("bad msg_signature", content_type="text/plain")
-        else:
-            plain = body
-        message = _message(xml_fields(xml_root(plain)))
+        body = body_read(request) if request.method == "POST" else b""
     except BodyTooLarge:
         return HttpResponse("body too large", status=413, content_type="text/plain")
     except BadInbound as exc:
-        return HttpResponse(f"bad request: {exc}", status=400, content_type="text/plain")
+        return _bad_request(exc)
+    if not signed_query_claim(timestamp=int(timestamp), nonce=nonce, method=request.method, body=body):
+        logger.warning(
+            "WeChat: refused a signed %s: its timestamp and nonce came before with another body", request.method
+        )
+        return _forbidden("signature already used")
+    if request.method == "GET":
+        return HttpResponse(query.get("echostr", ""), content_type="text/plain; charset=utf-8")
+
+    crypto = wechat_crypto()
+    try:
+        fields = xml_fields(xml_root(body, charset=charset))
+        if crypto is not None:
+            plain = _decrypted(fields, crypto, token, query)
+            if plain is None:
+                logger.warning("WeChat: refused a message with a bad or missing msg_signature")
+                return _forbidden("bad msg_signature")
+            fields = xml_fields(xml_root(plain))
+        elif query.get("encrypt_type", "raw") == "aes":
+            raise BadInbound("safe mode is not configured (WECHAT_ENCODING_AES_KEY)")
+        message = _message(fields)
+    except BadInbound as exc:
+        return _bad_request(exc)
 
     said = _said(message)
     logged, _replayed = inbound_answer(
@@ -153,19 +197,48 @@ def wechat_endpoint(request):
     return _render(logged.reply, message, crypto, nonce)
 
 
-def _decrypted(outer: dict[str, str], crypto: WeChatCrypto | None, token: str, query) -> str | None:
-    """The plaintext XML of a safe-mode message; None when msg_signature is wrong."""
-    if crypto is None:
-        raise BadInbound("safe mode is not configured (WECHAT_ENCODING_AES_KEY)")
+def _forbidden(reason: str) -> HttpResponse:
+    return HttpResponseForbidden(reason, content_type="text/plain")
+
+
+def _bad_request(exc: BadInbound) -> HttpResponse:
+    return HttpResponse(f"bad request: {exc}", status=400, content_type="text/plain")
+
+
+def signed_query_claim(*, timestamp: int, nonce: str, method: str, body: bytes) -> bool:
+    """Whether a signed query string may carry this body: the first body takes it, the
+    same again (WeChat's retry) passes, any other is refused.
+
+    The claim is committed at once, outside any transaction of the message's, so that
+    a concurrent request sees it; of two at once, the unique constraint lets one in.
+    """
+    digest = hashlib.sha256(method.encode() + b"\n" + body).hexdigest()
+    try:
+        with transaction.atomic():
+            claim = SignedQuery.objects.create(timestamp=timestamp, nonce=nonce, body_sha256=digest)
+    except IntegrityError:
+        taken = SignedQuery.objects.filter(timestamp=timestamp, nonce=nonce).values_list("body_sha256", flat=True)
+        return digest in taken
+    if claim.pk % SIGNED_QUERY_PURGE_EVERY == 0:
+        # Past the window a pair is refused before it is looked up: its row is dead weight.
+        SignedQuery.objects.filter(timestamp__lt=int(time.time()) - TIMESTAMP_WINDOW_SECONDS).delete()
+    return True
+
+
+def _decrypted(outer: dict[str, str], crypto: WeChatCrypto, token: str, query) -> str | None:
+    """The plaintext XML of a safe-mode message; None when msg_signature is wrong.
+
+    Compatible mode's plaintext fields beside ``Encrypt`` are signed by nothing and
+    are not read."""
     encrypt = outer.get("Encrypt", "")
     if not encrypt:
-        raise BadInbound("no Encrypt")
-    if not _signed(query.get("msg_signature", ""), token, query["timestamp"], query["nonce"], encrypt):
+        logger.warning("WeChat: refused a message without Encrypt (an EncodingAESKey is configured)")
+        raise BadInbound("no Encrypt: with an EncodingAESKey configured, only safe-mode messages are accepted")
+    timestamp, nonce, msg_signature = query["timestamp"], query["nonce"], query.get("msg_signature", "")
+    if not _signed(msg_signature, token, timestamp, nonce, encrypt):
         return None
     try:
-        return crypto.decrypt_message(
-            {"Encrypt": encrypt}, query["msg_signature"], query["timestamp"], query["nonce"]
-        )
+        return crypto.decrypt_message({"Encrypt": encrypt}, msg_signature, timestamp, nonce)
     # Whatever fails to decrypt, unpad or name our app id under our key (bad base64,
     # bad padding, InvalidAppIdException …) was not encrypted by WeChat for us.
     except Exception:  # noqa: BLE001

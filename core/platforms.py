@@ -302,6 +302,20 @@ def miniapp_client() -> WeChatApiClient:
     )
 
 
+def wechat_temporary_qr_create(*, scene: str, expire_seconds: int) -> dict:
+    """A temporary parametric QR code of the official account (qrcode/create,
+    QR_STR_SCENE): ``{"ticket", "expire_seconds", "url"}``; ``url`` is what the QR encodes
+    (draw it locally: showqrcode lives outside the API base). ``scene`` is 1–64 characters."""
+    if not 1 <= len(scene) <= 64:
+        raise ValueError("a WeChat scene_str is 1 to 64 characters")
+    answer = wechat_client().qrcode.create(
+        {"expire_seconds": expire_seconds, "action_name": "QR_STR_SCENE", "action_info": {"scene": {"scene_str": scene}}}
+    )
+    if not isinstance(answer.get("url"), str) or not answer["url"]:
+        raise PlatformBadResponse("WeChat answered qrcode/create without a url")
+    return answer
+
+
 # --- WeChat Pay (v2, XML) -------------------------------------------------------------
 
 

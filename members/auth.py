@@ -14,8 +14,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
-from rest_framework.throttling import SimpleRateThrottle
 
+from core.ratelimit import AtomicRateThrottle
 from members.models import Member, Merchant, MerchantApiKey
 
 KEY_PREFIX = "mk_"
@@ -96,8 +96,8 @@ class IsActiveMerchant(BasePermission):
         return True
 
 
-class MerchantKeyThrottle(SimpleRateThrottle):
-    """Requests per API key, counted in the shared cache (all workers see one count)."""
+class MerchantKeyThrottle(AtomicRateThrottle):
+    """Requests per API key, one atomic count that all workers share."""
 
     scope = "merchant_api"
 
@@ -161,7 +161,7 @@ class ShopperTokenExpired(exceptions.AuthenticationFailed):
 
 
 class ShopperTokenRevoked(exceptions.AuthenticationFailed):
-    default_detail = "This membership was merged into another: log in again."
+    default_detail = "This membership no longer exists: log in again."
     default_code = "token_revoked"
 
 
@@ -187,11 +187,24 @@ def shopper_token_read(*, token: str, now: datetime | None = None) -> Member:
     if member is None:
         raise ShopperTokenInvalid()
     if member.status == Member.Status.MERGED:
-        # Logging in again lands on the member it was merged into.
-        raise ShopperTokenRevoked()
+        # One person, one member: the token now speaks for the member it was merged into
+        # (the shopper is not logged out because we learned who they are).
+        member = _merge_survivor(member)
+        if member is None:
+            raise ShopperTokenRevoked()
     if member.status != Member.Status.ACTIVE:
         raise ShopperBanned()
     return member
+
+
+def _merge_survivor(member: Member) -> Member | None:
+    seen = set()
+    while member.status == Member.Status.MERGED and member.merged_into_id and member.pk not in seen:
+        seen.add(member.pk)
+        member = Member.objects.select_related("tier").filter(pk=member.merged_into_id).first()
+        if member is None:
+            return None
+    return None if member.status == Member.Status.MERGED else member
 
 
 def _shopper_token_ttl() -> int:
@@ -230,8 +243,8 @@ class IsShopper(BasePermission):
         return True
 
 
-class ShopperLoginThrottle(SimpleRateThrottle):
-    """Login attempts per client IP, counted in the shared cache.
+class ShopperLoginThrottle(AtomicRateThrottle):
+    """Login attempts per client IP, one atomic count that all workers share.
 
     Generous by default: a plaza's guest Wi-Fi puts many shoppers behind one address.
     Its purpose is to stop one client from spending our platform quota on made-up codes.

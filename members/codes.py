@@ -6,7 +6,7 @@ Layout (23 digits, Code 128 and QR friendly):
 
 The MAC is an HMAC-SHA256 of member number and time step under a key derived from
 SECRET_KEY, reduced to 10 decimal digits: forging a code takes ~10^10 (> 2^33)
-guesses, and every wrong guess is counted against the caller (``CodeGuessThrottle``).
+guesses, and every wrong guess is counted against the caller (``core.ratelimit.guesses_counted``).
 A code is valid during its 60-second step and a short grace after it, so a code shown
 just before rotation still scans; after that it is refused as expired, so a photo of
 someone's card is worthless a minute later.
@@ -16,11 +16,11 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime, timezone as dt_timezone
 
-from django.core.cache import cache
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from core.errors import ApplicationError, NotFound
+from core.ratelimit import guesses_counted
 from members.models import Member
 
 STEP_SECONDS = 60
@@ -80,17 +80,13 @@ def member_code_check(*, code: str, caller: str, now: datetime | None = None) ->
     counted per caller, and past GUESS_LIMIT in the window every code is refused.
     """
     now = now or timezone.now()
-    # A fixed window, named by its number and written with an explicit timeout: the
-    # database cache's incr() would reset a key's lifetime to the default.
-    throttle_key = f"member-code-guesses:{caller}:{int(now.timestamp()) // GUESS_WINDOW_SECONDS}"
-    guesses = cache.get(throttle_key) or 0
-    if guesses >= GUESS_LIMIT:
-        raise TooManyInvalidCodes()
-    try:
-        return _verify(code, now)
-    except (MemberCodeInvalid, MemberCodeExpired):
-        cache.set(throttle_key, guesses + 1, timeout=GUESS_WINDOW_SECONDS)
-        raise
+    # A guess is reserved before the code is checked, so that however many race, at most
+    # GUESS_LIMIT wrong codes are ever checked in a window (core.ratelimit).
+    return guesses_counted(
+        name="member-code-guesses", caller=caller, limit=GUESS_LIMIT, window_seconds=GUESS_WINDOW_SECONDS,
+        attempt=lambda: _verify(code, now), wrong=(MemberCodeInvalid, MemberCodeExpired), refused=TooManyInvalidCodes,
+        now=now,
+    )
 
 
 def _verify(code: str, now: datetime) -> Member:

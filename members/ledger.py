@@ -72,9 +72,15 @@ class NotReversible(Conflict):
 
 
 class LotNotDue(Conflict):
-    """The lot has not reached its expiry."""
+    """The lot has not reached its expiry (or its release date)."""
 
     code = "lot_not_due"
+
+
+class SaleAmountOverLimit(ApplicationError):
+    """The sale is larger than this merchant may book in one go."""
+
+    code = "sale_amount_over_limit"
 
 
 # --- validation -------------------------------------------------------------------
@@ -142,23 +148,54 @@ def _replayed(key: str, request_hash: str) -> PointsTransaction | None:
     return existing
 
 
+def _survivor_id(member_id: int) -> int:
+    """The member whose wallet holds ``member_id``'s points: itself, or where it was merged."""
+    seen = set()
+    while member_id not in seen:
+        seen.add(member_id)
+        row = Member.objects.filter(pk=member_id).values_list("status", "merged_into_id").first()
+        if row is None or row[0] != Member.Status.MERGED or row[1] is None:
+            return member_id
+        member_id = row[1]
+    return member_id
+
+
 def _lock_wallets(member_ids: list[int]) -> dict[int, Account]:
-    # Locked in member-id order, so two transfers in opposite directions cannot deadlock.
-    wallets = (
-        Account.objects.select_for_update(of=("self",))
-        .select_related("member__tier")
-        .filter(kind=Account.Kind.WALLET, member_id__in=member_ids)
-        .order_by("member_id")
-    )
-    found = {w.member_id: w for w in wallets}
-    missing = set(member_ids) - set(found)
-    if missing:
-        raise NotFound(f"no wallet for member {sorted(missing)}", code="member_not_found")
-    return found
+    """Lock the wallets of ``member_ids``, following merges: {asked id: the wallet that holds its points}.
+
+    A merged member's points live with the member it was merged into, so every service
+    acts on the survivor. The status is read again after the locks are granted (a merge
+    that committed while this waited is seen then), and the survivors looked up anew.
+    """
+    for _ in range(5):
+        survivors = {asked: _survivor_id(asked) for asked in member_ids}
+        wanted = sorted(set(survivors.values()))
+        # Locked in member-id order, so two transfers in opposite directions cannot deadlock.
+        wallets = (
+            Account.objects.select_for_update(of=("self",))
+            .select_related("member__tier")
+            .filter(kind=Account.Kind.WALLET, member_id__in=wanted)
+            .order_by("member_id")
+        )
+        found = {w.member_id: w for w in wallets}
+        missing = set(wanted) - set(found)
+        if missing:
+            raise NotFound(f"no wallet for member {sorted(missing)}", code="member_not_found")
+        # A new statement, so a new snapshot: a merge that committed while we waited shows.
+        fresh = dict(Member.objects.filter(pk__in=wanted).values_list("pk", "status"))
+        if all(fresh[pk] != Member.Status.MERGED for pk in wanted):
+            for wallet in found.values():
+                wallet.member.status = fresh[wallet.member_id]
+            return {asked: found[survivor] for asked, survivor in survivors.items()}
+    raise Conflict("the member is being merged; try again", code="member_merging")
 
 
-def _run(*, key: str, request_hash: str, member_ids: list[int], body) -> PointsTransaction:
-    """Lock the wallets, replay or run ``body(wallets, now)``, all in one transaction."""
+def _run(*, key: str, request_hash: str, member_ids: list[int], body, at: datetime | None = None) -> PointsTransaction:
+    """Lock the wallets, replay or run ``body(wallets, now)``, all in one transaction.
+
+    ``at`` is the time the operation happens at, for internal callers (seeding, jobs);
+    everything else runs at the present.
+    """
     if not key or len(key) > MAX_KEY_LENGTH:
         raise ApplicationError(f"idempotency key must be 1 to {MAX_KEY_LENGTH} characters", code="invalid_idempotency_key")
     # Insert first, look up on failure: the unique key tells a replay apart at no cost
@@ -167,7 +204,7 @@ def _run(*, key: str, request_hash: str, member_ids: list[int], body) -> PointsT
     # a refund's remainder); both end here, and get the first result or a conflict.
     try:
         with transaction.atomic():
-            return body(_lock_wallets(member_ids), timezone.now())
+            return body(_lock_wallets(member_ids), at or timezone.now())
     except (IntegrityError, ApplicationError):
         existing = _replayed(key, request_hash)
         if existing is None:
@@ -207,24 +244,41 @@ def _post(txn: PointsTransaction, legs: list[tuple[Account, int, Lot | None, int
             Account.objects.filter(pk=account_id).update(balance=F("balance") + delta)
 
 
-def _credit(wallet: Account, txn: PointsTransaction, points: int, expires_at: datetime) -> tuple[Account, int, Lot, int]:
+def _credit(
+    wallet: Account, txn: PointsTransaction, points: int, expires_at: datetime, *, moved_from: Lot | None = None
+) -> tuple[Account, int, Lot, int]:
     lot = Lot.objects.create(
         account=wallet, member_id=wallet.member_id, transaction=txn, amount=points, remaining=points,
-        expires_at=expires_at, created_at=txn.created_at,
+        expires_at=expires_at, created_at=txn.created_at, moved_from=moved_from,
     )
     return (wallet, points, lot, wallet.member_id)
 
 
-def _consume(wallet: Account, txn: PointsTransaction, points: int, *, first_lot_id: int | None = None) -> list[tuple]:
-    """Take ``points`` from the wallet's live lots, first-expiring first.
+def _credit_pending(
+    wallet: Account, txn: PointsTransaction, points: int, *, expires_at: datetime, releases_at: datetime,
+    merchant: Merchant | None, status: str = Lot.Status.PENDING, moved_from: Lot | None = None,
+) -> tuple[Account, int, Lot, int]:
+    """A lot of the wallet's that is not spendable yet: its leg is on the mall's pending account."""
+    lot = Lot.objects.create(
+        account=wallet, member_id=wallet.member_id, transaction=txn, amount=points, remaining=points,
+        expires_at=expires_at, created_at=txn.created_at, status=status, releases_at=releases_at, merchant=merchant,
+        moved_from=moved_from,
+    )
+    return (_system_account(Account.Kind.PENDING), points, lot, wallet.member_id)
 
-    ``first_lot_id`` is drained before the others (a refund takes back the points its
+
+def _consume(wallet: Account, txn: PointsTransaction, points: int, *, first_lot_ids: tuple[int, ...] = ()) -> list[tuple]:
+    """Take ``points`` from the wallet's live available lots, first-expiring first.
+
+    ``first_lot_ids`` are drained before the others (a refund takes back the points its
     own purchase made first). Raises InsufficientPoints if the live lots fall short.
     """
-    lots = Lot.objects.filter(account=wallet, remaining__gt=0, expires_at__gt=txn.created_at).order_by("expires_at", "id")
+    lots = Lot.objects.filter(
+        account=wallet, status=Lot.Status.AVAILABLE, remaining__gt=0, expires_at__gt=txn.created_at
+    ).order_by("expires_at", "id")
     ordered = list(lots)
-    if first_lot_id is not None:
-        ordered.sort(key=lambda lot: lot.pk != first_lot_id)
+    if first_lot_ids:
+        ordered.sort(key=lambda lot: lot.pk not in first_lot_ids)
     legs, left = [], points
     for lot in ordered:
         if left == 0:
@@ -239,13 +293,24 @@ def _consume(wallet: Account, txn: PointsTransaction, points: int, *, first_lot_
 
 
 def _spendable(wallet: Account, now: datetime) -> int:
-    """Points in lots that have not reached their expiry (due lots await the sweep)."""
-    due = Lot.objects.filter(account=wallet, remaining__gt=0, expires_at__lte=now).aggregate(s=Sum("remaining"))["s"] or 0
+    """Points in available lots that have not reached their expiry (due lots await the sweep)."""
+    due = Lot.objects.filter(
+        account=wallet, status=Lot.Status.AVAILABLE, remaining__gt=0, expires_at__lte=now
+    ).aggregate(s=Sum("remaining"))["s"] or 0
     return wallet.balance - due
 
 
 def _lifetime_end(now: datetime) -> datetime:
     return now + timedelta(days=settings.POINTS_LIFETIME_DAYS)
+
+
+def _merchant_max_sale_fen(merchant: Merchant) -> int:
+    return merchant.max_sale_fen or settings.MERCHANT_MAX_SALE_FEN
+
+
+def _merchant_daily_cap(merchant: Merchant) -> int:
+    cap = merchant.mall_points_daily_cap
+    return settings.MERCHANT_MALL_POINTS_DAILY_CAP if cap is None else cap
 
 
 # --- services ---------------------------------------------------------------------
@@ -258,10 +323,21 @@ def earn_points_for(*, amount_fen: int, earn_rate_bp: int, multiplier_bp: int) -
     return base, total - base
 
 
-def points_earn(*, member: Member, store: Store, amount_fen: int, idempotency_key: str, reference: str = "") -> PointsTransaction:
-    """A purchase at ``store``: points funded by its merchant, the tier's extra by the mall."""
+def points_earn(
+    *, member: Member, store: Store, amount_fen: int, idempotency_key: str, reference: str = "",
+    member_present: bool = False, at: datetime | None = None,
+) -> PointsTransaction:
+    """A purchase at ``store``: points funded by its merchant, the tier's extra by the mall.
+
+    The mall funds the extra only when the shopper proved they were there
+    (``member_present``: a scanned member code, a payment they made); a sale booked by a
+    bare member number earns the merchant's points alone. The extra is *pending* for
+    MALL_POINTS_HOLD_DAYS (the refund window) before it can be spent.
+    """
     _check_amount_fen(amount_fen)
-    request_hash = _request_hash(op="earn", member=member.pk, store=store.pk, amount_fen=amount_fen, reference=reference)
+    request_hash = _request_hash(
+        op="earn", member=member.pk, store=store.pk, amount_fen=amount_fen, reference=reference, present=member_present
+    )
 
     def body(wallets, now):
         wallet = wallets[member.pk]
@@ -269,28 +345,46 @@ def points_earn(*, member: Member, store: Store, amount_fen: int, idempotency_ke
         merchant = store.merchant
         if not (merchant.is_active and store.is_active):
             raise MerchantNotActive(extra={"store_code": store.code})
+        if amount_fen > _merchant_max_sale_fen(merchant):
+            raise SaleAmountOverLimit(extra={"max_sale_fen": _merchant_max_sale_fen(merchant)})
         tier = wallet.member.tier
         base, extra = earn_points_for(
-            amount_fen=amount_fen, earn_rate_bp=merchant.earn_rate_bp, multiplier_bp=tier.multiplier_bp if tier else 10000
+            amount_fen=amount_fen, earn_rate_bp=merchant.earn_rate_bp,
+            multiplier_bp=tier.multiplier_bp if tier and member_present else 10000,
         )
         txn = _new_transaction(
-            key=idempotency_key, request_hash=request_hash, kind=Kind.EARN, member_id=member.pk, points=base + extra,
-            now=now, merchant=merchant, store=store, amount_fen=amount_fen, reference=reference,
+            key=idempotency_key, request_hash=request_hash, kind=Kind.EARN, member_id=wallet.member_id,
+            points=base + extra, now=now, merchant=merchant, store=store, amount_fen=amount_fen, reference=reference,
         )
         legs = []
         if base:
-            legs.append((_system_account(Account.Kind.MERCHANT_FUNDING, merchant=merchant), -base, None, member.pk))
+            legs += [
+                (_system_account(Account.Kind.MERCHANT_FUNDING, merchant=merchant), -base, None, wallet.member_id),
+                _credit(wallet, txn, base, _lifetime_end(now)),
+            ]
         if extra:
-            legs.append((_system_account(Account.Kind.PROMOTIONS), -extra, None, member.pk))
+            legs += [
+                (_system_account(Account.Kind.PROMOTIONS), -extra, None, wallet.member_id),
+                _credit_pending(
+                    wallet, txn, extra, expires_at=_lifetime_end(now), merchant=merchant,
+                    releases_at=now + timedelta(days=settings.MALL_POINTS_HOLD_DAYS),
+                ),
+            ]
         if legs:
-            _post(txn, [*legs, _credit(wallet, txn, base + extra, _lifetime_end(now))])
+            _post(txn, legs)
         return txn
 
-    return _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body)
+    return _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body, at=at)
 
 
-def points_redeem(*, member: Member, store: Store, points: int, idempotency_key: str, reference: str = "") -> PointsTransaction:
-    """The member pays ``points`` at ``store``; its merchant accepts them."""
+def points_redeem(
+    *, member: Member, store: Store, points: int, idempotency_key: str, reference: str = "", at: datetime | None = None
+) -> PointsTransaction:
+    """The member pays ``points`` at ``store``; its merchant accepts them.
+
+    Callers authorise the spend with the shopper first (``members.spend``): never on a
+    bare member number.
+    """
     _check_points(points)
     request_hash = _request_hash(op="redeem", member=member.pk, store=store.pk, points=points, reference=reference)
 
@@ -300,22 +394,24 @@ def points_redeem(*, member: Member, store: Store, points: int, idempotency_key:
         merchant = store.merchant
         if not (merchant.is_active and store.is_active):
             raise MerchantNotActive(extra={"store_code": store.code})
-        if _spendable(wallet, now) < points:
-            raise InsufficientPoints(extra={"points_balance": _spendable(wallet, now)})
+        spendable = _spendable(wallet, now)
+        if spendable < points:
+            raise InsufficientPoints(extra={"points_balance": spendable})
         txn = _new_transaction(
-            key=idempotency_key, request_hash=request_hash, kind=Kind.REDEEM, member_id=member.pk, points=-points,
+            key=idempotency_key, request_hash=request_hash, kind=Kind.REDEEM, member_id=wallet.member_id, points=-points,
             now=now, merchant=merchant, store=store, reference=reference,
         )
         _post(txn, _consume(wallet, txn, points) + [
-            (_system_account(Account.Kind.MERCHANT_ACCEPTANCE, merchant=merchant), points, None, member.pk),
+            (_system_account(Account.Kind.MERCHANT_ACCEPTANCE, merchant=merchant), points, None, wallet.member_id),
         ])
         return txn
 
-    return _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body)
+    return _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body, at=at)
 
 
 def points_grant(
-    *, member: Member, points: int, reason: str, idempotency_key: str, expires_at: datetime | None = None
+    *, member: Member, points: int, reason: str, idempotency_key: str, expires_at: datetime | None = None,
+    at: datetime | None = None,
 ) -> PointsTransaction:
     """Mall-funded points: check-in, campaign gift, tier bonus."""
     _check_points(points)
@@ -325,19 +421,21 @@ def points_grant(
         wallet = wallets[member.pk]
         _ensure_active(wallet)
         txn = _new_transaction(
-            key=idempotency_key, request_hash=request_hash, kind=Kind.GRANT, member_id=member.pk, points=points,
+            key=idempotency_key, request_hash=request_hash, kind=Kind.GRANT, member_id=wallet.member_id, points=points,
             now=now, reason=reason,
         )
         _post(txn, [
-            (_system_account(Account.Kind.PROMOTIONS), -points, None, member.pk),
+            (_system_account(Account.Kind.PROMOTIONS), -points, None, wallet.member_id),
             _credit(wallet, txn, points, expires_at or _lifetime_end(now)),
         ])
         return txn
 
-    return _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body)
+    return _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body, at=at)
 
 
-def points_adjust(*, member: Member, points: int, operator, reason: str, idempotency_key: str) -> PointsTransaction:
+def points_adjust(
+    *, member: Member, points: int, operator, reason: str, idempotency_key: str, at: datetime | None = None
+) -> PointsTransaction:
     """A staff correction, signed: positive credits from promotions, negative debits to it."""
     if not isinstance(points, int) or isinstance(points, bool) or points == 0:
         raise InvalidPoints("points must be a non-zero integer", extra={"field": "points"})
@@ -354,31 +452,33 @@ def points_adjust(*, member: Member, points: int, operator, reason: str, idempot
         if points < 0 and _spendable(wallet, now) < -points:
             raise InsufficientPoints(extra={"points_balance": _spendable(wallet, now)})
         txn = _new_transaction(
-            key=idempotency_key, request_hash=request_hash, kind=Kind.ADJUST, member_id=member.pk, points=points,
+            key=idempotency_key, request_hash=request_hash, kind=Kind.ADJUST, member_id=wallet.member_id, points=points,
             now=now, operator=operator, reason=reason,
         )
         promotions = _system_account(Account.Kind.PROMOTIONS)
         if points > 0:
-            legs = [(promotions, -points, None, member.pk), _credit(wallet, txn, points, _lifetime_end(now))]
+            legs = [(promotions, -points, None, wallet.member_id), _credit(wallet, txn, points, _lifetime_end(now))]
         else:
-            legs = _consume(wallet, txn, -points) + [(promotions, -points, None, member.pk)]
+            legs = _consume(wallet, txn, -points) + [(promotions, -points, None, wallet.member_id)]
         _post(txn, legs)
         return txn
 
-    return _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body)
+    return _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body, at=at)
 
 
 def points_reverse(
     *, original: PointsTransaction, idempotency_key: str, amount_fen: int | None = None, points: int | None = None,
-    reason: str = "refund",
+    reason: str = "refund", at: datetime | None = None,
 ) -> PointsTransaction:
     """Undo part of an earn (a refund of ``amount_fen``) or of a redeem (``points`` given back).
 
     Earn: takes back the purchase's points in proportion to the amount refunded, so
-    partial refunds add up exactly to the points earned. Never below zero: what the
-    member has already spent is the ``shortfall``, borne by the funding merchant (its
-    funding account is not credited for it); the mall's share is made whole first.
+    partial refunds add up exactly to the points earned. Mall-funded points still
+    pending are cancelled first; then the wallet, never below zero: what the member has
+    already spent is the ``shortfall``, borne by the funding merchant (its funding
+    account is not credited for it); the mall's share is made whole first.
     Redeem: gives ``points`` back, as new lots with the expiry dates they were taken from.
+    A merged member's purchase or redemption acts on the member it was merged into.
     """
     if original.kind == Kind.EARN:
         _check_amount_fen(amount_fen)
@@ -390,13 +490,24 @@ def points_reverse(
         body = _reverse_redeem_body(original, idempotency_key, request_hash, points, reason)
     else:
         raise NotReversible(extra={"kind": original.kind})
-    return _run(key=idempotency_key, request_hash=request_hash, member_ids=[original.member_id], body=body)
+    return _run(key=idempotency_key, request_hash=request_hash, member_ids=[original.member_id], body=body, at=at)
+
+
+def _lots_descending_from(lots: list[Lot]) -> list[Lot]:
+    """``lots`` and the lots transfers (merges) carried them over to, however many times."""
+    found, frontier = list(lots), [lot.pk for lot in lots]
+    while frontier:
+        moved = list(Lot.objects.filter(moved_from_id__in=frontier))
+        found += moved
+        frontier = [lot.pk for lot in moved]
+    return found
 
 
 def _reverse_earn_body(original, key, request_hash, amount_fen, reason):
     def body(wallets, now):
         wallet = wallets[original.member_id]
-        previous = original.reversals.aggregate(fen=Sum("amount_fen"), pts=Sum("points"), short=Sum("shortfall"))
+        member_id = wallet.member_id
+        previous = original.reversals.aggregate(fen=Sum("amount_fen"))
         refunded_before = previous["fen"] or 0
         if refunded_before + amount_fen > original.amount_fen:
             raise RefundExceedsPurchase(extra={"refundable_fen": original.amount_fen - refunded_before})
@@ -405,22 +516,38 @@ def _reverse_earn_body(original, key, request_hash, amount_fen, reason):
             original.points * (refunded_before + amount_fen) // original.amount_fen
             - original.points * refunded_before // original.amount_fen
         )
-        take = min(target, _spendable(wallet, now))
+        promotions = _system_account(Account.Kind.PROMOTIONS)
+        mall_funded = -(original.entries.filter(account=promotions).aggregate(s=Sum("amount"))["s"] or 0)
+        mall_returned = Entry.objects.filter(transaction__reverses=original, account=promotions).aggregate(s=Sum("amount"))["s"] or 0
+        mall_open = mall_funded - mall_returned
+        own_lots = _lots_descending_from(list(original.lots.all()))
+        # The mall's points not yet spendable are cancelled first: nothing was spent of them.
+        pending_legs, cancelled = [], 0
+        for lot in own_lots:
+            if lot.status == Lot.Status.AVAILABLE or lot.member_id != member_id or lot.remaining == 0:
+                continue
+            give = min(lot.remaining, target - cancelled, mall_open - cancelled)
+            if give <= 0:
+                break
+            Lot.objects.filter(pk=lot.pk).update(remaining=F("remaining") - give)
+            pending_legs.append((_system_account(Account.Kind.PENDING), -give, lot, member_id))
+            cancelled += give
+        rest = target - cancelled
+        take = min(rest, _spendable(wallet, now))
         txn = _new_transaction(
-            key=key, request_hash=request_hash, kind=Kind.REVERSE, member_id=original.member_id, points=-take,
+            key=key, request_hash=request_hash, kind=Kind.REVERSE, member_id=member_id, points=-(cancelled + take),
             now=now, merchant=original.merchant, store=original.store, amount_fen=amount_fen,
-            shortfall=target - take, reverses=original, reason=reason, reference=original.reference,
+            shortfall=rest - take, reverses=original, reason=reason, reference=original.reference,
         )
+        legs = pending_legs + [(promotions, cancelled, None, member_id)]
         if take:
-            promotions = _system_account(Account.Kind.PROMOTIONS)
-            mall_funded = -(original.entries.filter(account=promotions).aggregate(s=Sum("amount"))["s"] or 0)
-            mall_returned = Entry.objects.filter(transaction__reverses=original, account=promotions).aggregate(s=Sum("amount"))["s"] or 0
-            to_mall = min(take, mall_funded - mall_returned)
-            own_lot = original.lots.values_list("pk", flat=True).first()
-            _post(txn, _consume(wallet, txn, take, first_lot_id=own_lot) + [
-                (promotions, to_mall, None, original.member_id),
-                (_system_account(Account.Kind.MERCHANT_FUNDING, merchant=original.merchant), take - to_mall, None, original.member_id),
-            ])
+            to_mall = min(take, mall_open - cancelled)
+            first = tuple(lot.pk for lot in own_lots if lot.status == Lot.Status.AVAILABLE)
+            legs += _consume(wallet, txn, take, first_lot_ids=first) + [
+                (promotions, to_mall, None, member_id),
+                (_system_account(Account.Kind.MERCHANT_FUNDING, merchant=original.merchant), take - to_mall, None, member_id),
+            ]
+        _post(txn, legs)
         return txn
 
     return body
@@ -433,7 +560,7 @@ def _reverse_redeem_body(original, key, request_hash, points, reason):
         if returned_before + points > -original.points:
             raise RefundExceedsPurchase(extra={"refundable_points": -original.points - returned_before})
         txn = _new_transaction(
-            key=key, request_hash=request_hash, kind=Kind.REVERSE, member_id=original.member_id, points=points,
+            key=key, request_hash=request_hash, kind=Kind.REVERSE, member_id=wallet.member_id, points=points,
             now=now, merchant=original.merchant, store=original.store, reverses=original, reason=reason,
             reference=original.reference,
         )
@@ -448,7 +575,7 @@ def _reverse_redeem_body(original, key, request_hash, points, reason):
             if give:
                 legs.append(_credit(wallet, txn, give, entry.lot.expires_at))
                 left -= give
-        legs.append((_system_account(Account.Kind.MERCHANT_ACCEPTANCE, merchant=original.merchant), -points, None, original.member_id))
+        legs.append((_system_account(Account.Kind.MERCHANT_ACCEPTANCE, merchant=original.merchant), -points, None, wallet.member_id))
         _post(txn, legs)
         return txn
 
@@ -459,7 +586,7 @@ def expire_key(lot: Lot) -> str:
     return f"expire:{lot.pk}:{timezone.localdate(lot.expires_at).isoformat()}"
 
 
-def points_expire_lot(*, lot: Lot) -> PointsTransaction | None:
+def points_expire_lot(*, lot: Lot, at: datetime | None = None) -> PointsTransaction | None:
     """Move what is left of a due lot to the expired sink. Safe to run twice."""
     key = expire_key(lot)
     request_hash = _request_hash(op="expire", lot=lot.pk)
@@ -471,26 +598,111 @@ def points_expire_lot(*, lot: Lot) -> PointsTransaction | None:
         if fresh.remaining == 0:
             return _replayed(key, request_hash)  # expired already (this key), or spent
         wallet = wallets[lot.member_id]
+        # A lot still pending (or held) expires from the pending account, not the wallet.
+        holder = wallet if fresh.status == Lot.Status.AVAILABLE else _system_account(Account.Kind.PENDING)
         txn = _new_transaction(
-            key=key, request_hash=request_hash, kind=Kind.EXPIRE, member_id=lot.member_id, points=-fresh.remaining,
+            key=key, request_hash=request_hash, kind=Kind.EXPIRE, member_id=fresh.member_id, points=-fresh.remaining,
             now=now, reason=f"lot {lot.pk} expired",
         )
         Lot.objects.filter(pk=lot.pk).update(remaining=0)
         _post(txn, [
-            (wallet, -fresh.remaining, fresh, lot.member_id),
-            (_system_account(Account.Kind.EXPIRED), fresh.remaining, None, lot.member_id),
+            (holder, -fresh.remaining, fresh, fresh.member_id),
+            (_system_account(Account.Kind.EXPIRED), fresh.remaining, None, fresh.member_id),
         ])
         return txn
 
-    return _run(key=key, request_hash=request_hash, member_ids=[lot.member_id], body=body)
+    # The lot's own member: a merged member's lots were moved away (and are empty).
+    return _run(key=key, request_hash=request_hash, member_ids=[lot.member_id], body=body, at=at)
+
+
+def release_key(lot: Lot) -> str:
+    return f"release:{lot.pk}"
+
+
+def _released_today(merchant_id: int, now: datetime) -> int:
+    """Mall-funded points released today for ``merchant_id``'s sales (for its daily cap)."""
+    start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    return Entry.objects.filter(
+        account__kind=Account.Kind.PENDING, amount__lt=0, transaction__kind=Kind.RELEASE,
+        transaction__merchant_id=merchant_id, created_at__gte=start,
+    ).aggregate(s=Sum("amount"))["s"] or 0
+
+
+def points_release_lot(*, lot: Lot, operator=None, at: datetime | None = None) -> PointsTransaction | None:
+    """Make a pending lot spendable: it moves from the pending account into the wallet.
+
+    A lot whose merchant has had MERCHANT_MALL_POINTS_DAILY_CAP (or its own cap)
+    released today is *held* for staff instead; staff release a held lot by passing
+    ``operator``. Returns None when the lot is held, or was emptied (a refund cancelled
+    it, a merge moved it). Safe to run twice.
+    """
+    key = release_key(lot)
+    request_hash = _request_hash(op="release", lot=lot.pk)
+
+    def body(wallets, now):
+        fresh = Lot.objects.select_related("merchant").get(pk=lot.pk)
+        if fresh.status == Lot.Status.AVAILABLE or fresh.remaining == 0:
+            return _replayed(key, request_hash)
+        if operator is None:
+            if fresh.status == Lot.Status.HELD:
+                return None
+            if fresh.releases_at > now:
+                raise LotNotDue(extra={"releases_at": fresh.releases_at.isoformat()})
+            if fresh.merchant is not None and -_released_today(fresh.merchant_id, now) + fresh.remaining > _merchant_daily_cap(fresh.merchant):
+                Lot.objects.filter(pk=fresh.pk).update(status=Lot.Status.HELD)
+                return None
+        wallet = wallets[fresh.member_id]
+        txn = _new_transaction(
+            key=key, request_hash=request_hash, kind=Kind.RELEASE, member_id=fresh.member_id, points=0, now=now,
+            merchant=fresh.merchant, operator=operator,
+            reason=f"lot {fresh.pk} released" + (" by staff" if operator is not None else ""),
+        )
+        Lot.objects.filter(pk=fresh.pk).update(status=Lot.Status.AVAILABLE)
+        _post(txn, [
+            (_system_account(Account.Kind.PENDING), -fresh.remaining, fresh, fresh.member_id),
+            (wallet, fresh.remaining, fresh, fresh.member_id),
+        ])
+        return txn
+
+    return _run(key=key, request_hash=request_hash, member_ids=[lot.member_id], body=body, at=at)
+
+
+def points_cancel_lot(*, lot: Lot, operator, reason: str, at: datetime | None = None) -> PointsTransaction | None:
+    """Staff cancel a pending or held lot (a sale found fake): its points go back to the mall."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError("a cancellation needs a reason", code="reason_required")
+    key = f"cancel:{lot.pk}"
+    request_hash = _request_hash(op="cancel", lot=lot.pk)
+
+    def body(wallets, now):
+        fresh = Lot.objects.get(pk=lot.pk)
+        if fresh.status == Lot.Status.AVAILABLE:
+            raise ApplicationError("the points were released already; adjust the member instead", code="lot_released")
+        if fresh.remaining == 0:
+            return _replayed(key, request_hash)
+        txn = _new_transaction(
+            key=key, request_hash=request_hash, kind=Kind.CANCEL, member_id=fresh.member_id, points=-fresh.remaining,
+            now=now, merchant=fresh.merchant, operator=operator, reason=reason[:200],
+        )
+        Lot.objects.filter(pk=fresh.pk).update(remaining=0)
+        _post(txn, [
+            (_system_account(Account.Kind.PENDING), -fresh.remaining, fresh, fresh.member_id),
+            (_system_account(Account.Kind.PROMOTIONS), fresh.remaining, None, fresh.member_id),
+        ])
+        return txn
+
+    return _run(key=key, request_hash=request_hash, member_ids=[lot.member_id], body=body, at=at)
 
 
 def points_transfer(
-    *, source: Member, target: Member, idempotency_key: str, reason: str, points: int | None = None
+    *, source: Member, target: Member, idempotency_key: str, reason: str, points: int | None = None,
+    at: datetime | None = None,
 ) -> PointsTransaction:
     """Move points from one member to another, keeping each lot's expiry (merging duplicates).
 
-    ``points=None`` moves everything the source holds.
+    ``points=None`` moves everything the source holds, pending and held lots included
+    (they stay pending until their own release date).
     """
     if source.pk == target.pk:
         raise ApplicationError("cannot transfer to the same member", code="same_member")
@@ -500,23 +712,45 @@ def points_transfer(
 
     def body(wallets, now):
         src, dst = wallets[source.pk], wallets[target.pk]
+        if src.pk == dst.pk:
+            raise ApplicationError("cannot transfer to the same member", code="same_member")
         # A banned member may still receive (a merge folds a duplicate into them); a
         # merged-away member never does: their points live with the survivor.
         if dst.member.status == Member.Status.MERGED:
             raise MemberNotActive(extra={"member_no": dst.member.member_no})
-        amount = _spendable(src, now) if points is None else points
         if points is not None and _spendable(src, now) < points:
             raise InsufficientPoints(extra={"points_balance": _spendable(src, now)})
+        # Everything (a merge) includes lots past their expiry that the nightly sweep has
+        # not reached: they move as they are, and expire with the survivor.
+        amount = src.balance if points is None else points
         txn = _new_transaction(
-            key=idempotency_key, request_hash=request_hash, kind=Kind.TRANSFER, member_id=source.pk, points=-amount,
-            now=now, counterparty=target, reason=reason,
+            key=idempotency_key, request_hash=request_hash, kind=Kind.TRANSFER, member_id=src.member_id, points=-amount,
+            now=now, counterparty_id=dst.member_id, reason=reason,
         )
-        if amount:
+        legs = []
+        if points is None:
+            for lot in Lot.objects.filter(account=src, status=Lot.Status.AVAILABLE, remaining__gt=0).order_by("expires_at", "id"):
+                Lot.objects.filter(pk=lot.pk).update(remaining=0)
+                legs += [(src, -lot.remaining, lot, src.member_id), _credit(dst, txn, lot.remaining, lot.expires_at, moved_from=lot)]
+        elif amount:
             taken = _consume(src, txn, amount)
-            _post(txn, taken + [_credit(dst, txn, -leg[1], leg[2].expires_at) for leg in taken])
+            legs += taken + [_credit(dst, txn, -leg[1], leg[2].expires_at, moved_from=leg[2]) for leg in taken]
+        if points is None:
+            pending = _system_account(Account.Kind.PENDING)
+            for lot in Lot.objects.filter(account=src, remaining__gt=0).exclude(status=Lot.Status.AVAILABLE).order_by("id"):
+                Lot.objects.filter(pk=lot.pk).update(remaining=0)
+                legs += [
+                    (pending, -lot.remaining, lot, src.member_id),
+                    _credit_pending(
+                        dst, txn, lot.remaining, expires_at=lot.expires_at, releases_at=lot.releases_at,
+                        merchant=lot.merchant, status=lot.status, moved_from=lot,
+                    ),
+                ]
+        if legs:
+            _post(txn, legs)
         return txn
 
-    return _run(key=idempotency_key, request_hash=request_hash, member_ids=sorted([source.pk, target.pk]), body=body)
+    return _run(key=idempotency_key, request_hash=request_hash, member_ids=sorted([source.pk, target.pk]), body=body, at=at)
 
 
 # --- reads ------------------------------------------------------------------------
@@ -526,9 +760,27 @@ def member_points_balance(*, member: Member) -> int:
     return Account.objects.filter(kind=Account.Kind.WALLET, member=member).values_list("balance", flat=True).first() or 0
 
 
+def member_points_spendable(*, member: Member) -> int:
+    """The balance less points past their expiry that the nightly sweep has not reached."""
+    wallet = Account.objects.filter(kind=Account.Kind.WALLET, member=member).first()
+    return _spendable(wallet, timezone.now()) if wallet else 0
+
+
+def member_points_pending(*, member: Member) -> int:
+    """Points earned but not yet spendable (pending the refund window, or held for review)."""
+    return (
+        Lot.objects.filter(member=member, remaining__gt=0)
+        .exclude(status=Lot.Status.AVAILABLE)
+        .aggregate(s=Sum("remaining"))["s"]
+        or 0
+    )
+
+
 def member_points_expiring(*, member: Member, within_days: int = 30) -> int:
     horizon = timezone.now() + timedelta(days=within_days)
-    return Lot.objects.filter(member=member, remaining__gt=0, expires_at__lte=horizon).aggregate(s=Sum("remaining"))["s"] or 0
+    return Lot.objects.filter(
+        member=member, status=Lot.Status.AVAILABLE, remaining__gt=0, expires_at__lte=horizon
+    ).aggregate(s=Sum("remaining"))["s"] or 0
 
 
 def member_points_history(*, member: Member):
@@ -542,6 +794,11 @@ def member_points_history(*, member: Member):
 
 def lots_due(*, now: datetime | None = None):
     return Lot.objects.filter(remaining__gt=0, expires_at__lte=now or timezone.now())
+
+
+def lots_release_due(*, now: datetime | None = None):
+    """Pending lots whose hold is over (held lots wait for staff)."""
+    return Lot.objects.filter(status=Lot.Status.PENDING, releases_at__lte=now or timezone.now(), remaining__gt=0)
 
 
 @dataclass(frozen=True)

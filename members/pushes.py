@@ -44,7 +44,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import override
@@ -61,6 +61,7 @@ from members.models import (
     Checkin,
     Identity,
     InboxMessage,
+    Lot,
     Member,
     MiniappSubscription,
     Plaza,
@@ -530,10 +531,16 @@ def push_points_earned(*, member: Member, store: Store, earn: PointsTransaction,
     if earn.points <= 0:
         return None
     balance = ledger.member_points_balance(member=member)
-    values = {"points": earn.points, "balance": balance, "store": store.name, "amount": fen_to_yuan(amount_fen)}
+    pending = earn.lots.exclude(status=Lot.Status.AVAILABLE).aggregate(s=Sum("amount"))["s"] or 0
+    values = {
+        "points": earn.points, "balance": balance, "store": store.name, "amount": fen_to_yuan(amount_fen),
+        "pending": pending, "days": settings.MALL_POINTS_HOLD_DAYS,
+    }
     with override(settings.LANGUAGE_CODE):
         title = _("你获得了 %(points)s 积分") % values
         body = _("在%(store)s消费 ¥%(amount)s，获得 %(points)s 积分，当前积分 %(balance)s。") % values
+        if pending:
+            body += _("其中 %(pending)s 积分为商场奖励，%(days)s 天后可用。") % values
     return push_send(
         member=member, event=EVENT_POINTS_EARNED, event_key=f"{EVENT_POINTS_EARNED}:{earn.pk}", title=title, body=body,
         data={**values, "amount_fen": amount_fen, "plaza": store.plaza.name},

@@ -5,7 +5,7 @@ import time
 from django.utils import timezone
 
 from core.errors import ApplicationError
-from members import ledger, pushes
+from members import ledger, pushes, spend
 
 BATCH = 500
 
@@ -26,6 +26,29 @@ def points_expire_due() -> int:
             except ApplicationError:
                 continue  # e.g. spent meanwhile; the next run sees the truth
         last_id = lots[-1].pk
+
+
+def points_release_due() -> int:
+    """Release pending points whose hold is over (merchants over their daily cap: held).
+    Returns how many lots were released."""
+    now = timezone.now()
+    released = 0
+    last_id = 0
+    while True:
+        lots = list(ledger.lots_release_due(now=now).filter(pk__gt=last_id).order_by("pk")[:BATCH])
+        if not lots:
+            return released
+        for lot in lots:
+            try:
+                if ledger.points_release_lot(lot=lot) is not None:
+                    released += 1
+            except ApplicationError:
+                continue  # moved or cancelled meanwhile; the next run sees the truth
+        last_id = lots[-1].pk
+
+
+def spend_authorizations_purge() -> int:
+    return spend.spend_authorizations_purge()
 
 
 def ledger_rollup() -> int:

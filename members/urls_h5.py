@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from members import views
+from members import views, views_spend
 
 app_name = "h5"
 
@@ -13,6 +13,7 @@ urlpatterns = [
     path("inbox/", views.inbox, name="inbox"),
     path("checkin/<str:token>/", views.checkin, name="checkin"),
     path("pay/<slug:store_code>/", views.pay, name="pay"),
+    path("redeem/<slug:store_code>/", views_spend.redeem, name="redeem"),
     re_path(r"^qr/(?P<kind>checkin|pay)/(?P<key>[-\w:.]+)\.(?P<fmt>png|svg)$", views.qr_image, name="qr"),
     path("login/", views.login, name="login"),
     path("login/demo/", views.demo_login, name="login-demo"),

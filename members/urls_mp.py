@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from members.api import shopper, shopper_login
+from members.api import shopper, shopper_login, shopper_spend
 
 urlpatterns = [
     path("auth/wechat/", shopper_login.WeChatLoginApi.as_view(), name="mp-auth-wechat"),
@@ -13,6 +13,7 @@ urlpatterns = [
     path("points/history/", shopper.PointsHistoryApi.as_view(), name="mp-points-history"),
     path("member-code/", shopper.MemberCodeApi.as_view(), name="mp-member-code"),
     path("checkin/", shopper.CheckinApi.as_view(), name="mp-checkin"),
+    path("redemption-tokens/", shopper_spend.RedemptionTokenCreateApi.as_view(), name="mp-redemption-tokens"),
     path("phone/", shopper.PhoneApi.as_view(), name="mp-phone"),
     path("inbox/", shopper.InboxApi.as_view(), name="mp-inbox"),
     path("inbox/read/", shopper.InboxReadApi.as_view(), name="mp-inbox-read"),

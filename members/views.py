@@ -7,6 +7,8 @@ member code before the shown one expires. Chinese by default, English on request
 """
 
 import hashlib
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from functools import wraps
 
 from django.conf import settings
@@ -34,6 +36,10 @@ from members.identity import MemberBanned
 from members.models import Checkin, Member, Plaza, PointsTransaction, Store
 
 PAGE_SIZE = 20
+# The check-in codes this browser opened while they were valid: {digest of token: unix time}.
+SESSION_CHECKIN_SEEN = "checkin_seen"
+# The most a printed poster's link may be valid for, in days.
+PRINTED_LINK_MAX_DAYS = 366
 EXPIRING_WITHIN_DAYS = 30
 # Printed QR codes never change for a given link; the ETag covers a change of host.
 QR_MAX_AGE_SECONDS = 30 * 24 * 3600
@@ -89,8 +95,8 @@ def _next_url(request, value: str | None) -> str:
     return reverse("h5:card")
 
 
-def checkin_link(request: HttpRequest, plaza: Plaza) -> str:
-    return public_url(request, reverse("h5:checkin", args=[checkins.checkin_token_make(plaza=plaza)]))
+def checkin_link(request: HttpRequest, token: str) -> str:
+    return public_url(request, reverse("h5:checkin", args=[token]))
 
 
 def pay_link(request: HttpRequest, store: Store) -> str:
@@ -198,32 +204,114 @@ def inbox(request):
 # --- landings of printed QR codes -----------------------------------------------------
 
 
+def _checkin_seen_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
+def _checkin_seen_at(request, token: str) -> datetime | None:
+    """When this browser opened ``token`` while it was valid (logging in takes time)."""
+    seen = request.session.get(SESSION_CHECKIN_SEEN, {}).get(_checkin_seen_key(token))
+    return datetime.fromtimestamp(seen, tz=dt_timezone.utc) if isinstance(seen, int) else None
+
+
+def _checkin_seen(request, token: str, code: checkins.CheckinCode) -> None:
+    """Remember that this browser opened a code that expires, while it was valid."""
+    if code.expires_at is None or _checkin_seen_at(request, token) is not None:
+        return
+    now = int(timezone.now().timestamp())
+    # Only a few recent ones are kept: the grace is minutes long.
+    seen = {key: at for key, at in request.session.get(SESSION_CHECKIN_SEEN, {}).items() if now - at < 3600}
+    seen[_checkin_seen_key(token)] = now
+    request.session[SESSION_CHECKIN_SEEN] = dict(sorted(seen.items(), key=lambda item: item[1])[-10:])
+
+
+def _checkin_ways(plaza: Plaza) -> str:
+    """How to check in at ``plaza``: the proofs it accepts, the strongest first."""
+    labels = {
+        checkins.Proof.SCREEN: _("scan the code on the check-in screen at the service desk"),
+        checkins.Proof.PRINTED: _("scan a current check-in poster at the plaza"),
+        checkins.Proof.LOCATION: _("open this page at the plaza and let it use your location"),
+        checkins.Proof.PERMANENT: _("scan the plaza's check-in QR code"),
+    }
+    ways = [labels[proof] for proof in checkins.plaza_proofs_accepted(plaza=plaza)]
+    if not ways:
+        return _("This plaza does not take check-ins at the moment.")
+    return _("To check in: %(ways)s.") % {"ways": _(", or ").join(ways)}
+
+
+def _checkin_refused(request, refused: checkins.CheckinRefused) -> HttpResponse:
+    plaza = refused.plaza
+    if isinstance(refused, checkins.CheckinTokenExpired):
+        title, status = _("Check-in code expired"), 410
+        message = _("This check-in code has expired.")
+    elif isinstance(refused, checkins.CheckinOutOfRange):
+        title, status = _("Not at the plaza"), 403
+        message = _("Your location is about %(metres)d m from %(plaza)s: too far to check in.") % {
+            "metres": refused.extra.get("distance_m", 0), "plaza": plaza.name,
+        }
+    elif isinstance(refused, checkins.CheckinLocationRequired):
+        title, status = _("Location needed"), 403
+        message = _("%(plaza)s needs your location to accept this code.") % {"plaza": plaza.name}
+    else:
+        title, status = _("Check in at the plaza"), 403
+        message = _("%(plaza)s asks you to check in on the spot: this code does not check you in.") % {"plaza": plaza.name}
+    return _message(request, title=title, message=f"{message} {_checkin_ways(plaza)}", status=status)
+
+
+def _posted_location(request) -> checkins.Location | None:
+    """The location the page's script read from the browser (WGS-84), if any. The phone
+    says it: a weaker proof than a code that expires (members.checkin)."""
+    latitude, longitude = request.POST.get("latitude", ""), request.POST.get("longitude", "")
+    if not latitude or not longitude:
+        return None
+    return checkins.checkin_location(latitude=latitude, longitude=longitude, datum="wgs84")
+
+
 @require_http_methods(["GET", "POST"])
 @never_cache
 def checkin(request, token):
-    """GET shows the plaza (and today's check-in, if done); POST checks the member in."""
+    """GET shows the plaza (and today's check-in, if done), or why this code does not
+    check in here; POST checks the member in, if the code proves they are there."""
     try:
-        plaza = checkins.checkin_token_read(token)
+        code = checkins.checkin_token_read(token)
     except (checkins.CheckinTokenInvalid, NotFound):
         return _not_found(request, _("This check-in code is not valid. Please scan the code at the mall again."))
+    plaza = code.plaza
     member = web_auth.session_member(request)
     if member is not None and member.status == Member.Status.BANNED:
         web_auth.session_logout(request)
         return _refused(request)
-    if request.method == "POST":
+    today = None
+    if member is not None:
+        today = Checkin.objects.filter(member=member, plaza=plaza, day=timezone.localdate()).first()
+    needs_location = False
+    if today is None:
+        try:
+            checkins.checkin_proof_check(code=code, seen_at=_checkin_seen_at(request, token))
+        except checkins.CheckinLocationRequired:
+            needs_location = True  # the page asks the browser for it
+        except checkins.CheckinRefused as refused:
+            return _checkin_refused(request, refused)
+        _checkin_seen(request, token, code)
+    if request.method == "POST" and today is None:
         if member is None:
             return redirect_to_login(request.get_full_path(), login_url=reverse("h5:login"))
         try:
-            checkins.checkin(member=member, plaza=plaza)
+            checkins.checkin_attempt(
+                member=member, code=code, location=_posted_location(request), seen_at=_checkin_seen_at(request, token)
+            )
+        except checkins.CheckinRefused as refused:
+            return _checkin_refused(request, refused)
         except ApplicationError:
             return _message(
                 request, title=_("Check-in failed"), message=_("Sorry, the check-in did not go through. Please try again."),
                 status=409, link=request.path, link_text=_("Try again"),
             )
         return redirect(request.path)
-    context = {"plaza": plaza, "member": member}
+    if request.method == "POST":
+        return redirect(request.path)
+    context = {"plaza": plaza, "member": member, "today": today, "needs_location": needs_location}
     if member is not None:
-        context["today"] = Checkin.objects.filter(member=member, plaza=plaza, day=timezone.localdate()).first()
         context["points_balance"] = ledger.member_points_balance(member=member)
     return render(request, "members/checkin.html", context)
 
@@ -246,7 +334,7 @@ def qr_image(request, kind, key, fmt):
             checkins.checkin_token_read(key)
         except (checkins.CheckinTokenInvalid, NotFound):
             raise Http404("no such check-in code") from None
-        link = public_url(request, reverse("h5:checkin", args=[key]))
+        link = checkin_link(request, key)
     else:
         store = Store.objects.filter(code=key, is_active=True).first()
         if store is None:
@@ -378,14 +466,35 @@ def language(request):
 # --- printable QR posters (for the admin) ---------------------------------------------
 
 
-def qr_posters(request, *, plazas=(), stores=(), back: str = "") -> HttpResponse:
+def printed_link_days(value) -> int:
+    """The validity staff asked for (``?days=``), within 1 to PRINTED_LINK_MAX_DAYS; else the default."""
+    try:
+        days = int(value)
+    except (TypeError, ValueError):
+        return checkins.printed_link_days()
+    return min(max(days, 1), PRINTED_LINK_MAX_DAYS)
+
+
+def qr_posters(
+    request, *, plazas=(), stores=(), back: str = "", valid_days: int | None = None, validity_form: dict | None = None
+) -> HttpResponse:
     """A printable page with one poster per plaza (its check-in QR) and per store
-    (its payment QR): the QR, the name and the link it carries."""
+    (its payment QR): the QR, the name and the link it carries.
+
+    A plaza's link is valid for ``valid_days`` days, today included, and says until when:
+    a photo of the poster must not check anyone in for ever. ``validity_form`` is where
+    the page's "valid for" form goes to print them again: ``{"method", "action", "hidden"}``.
+    """
     posters = []
+    valid_days = valid_days or checkins.printed_link_days()
+    last_day = timezone.localdate() + timedelta(days=valid_days - 1)
+    # Valid through the last day, local time: the poster says "until <date>".
+    expires_at = timezone.make_aware(datetime.combine(last_day + timedelta(days=1), datetime.min.time()))
     for plaza in plazas:
-        token = checkins.checkin_token_make(plaza=plaza)
+        token = checkins.checkin_token_make(plaza=plaza, expires_at=expires_at)
         posters.append({
-            "kind": "checkin", "name": plaza.name, "place": plaza.city, "url": checkin_link(request, plaza),
+            "kind": "checkin", "name": plaza.name, "place": plaza.city, "url": checkin_link(request, token),
+            "valid_until": last_day,
             "svg": reverse("h5:qr", kwargs={"kind": "checkin", "key": token, "fmt": "svg"}),
             "png": reverse("h5:qr", kwargs={"kind": "checkin", "key": token, "fmt": "png"}),
         })
@@ -397,4 +506,43 @@ def qr_posters(request, *, plazas=(), stores=(), back: str = "") -> HttpResponse
             "png": reverse("h5:qr", kwargs={"kind": "pay", "key": store.code, "fmt": "png"}),
         })
     title = _("Check-in QR codes") if plazas else _("Payment QR codes")
-    return render(request, "members/print_qr.html", {"title": title, "posters": posters, "back": back})
+    context = {
+        "title": title, "posters": posters, "back": back, "valid_days": valid_days if plazas else None,
+        "max_days": PRINTED_LINK_MAX_DAYS, "validity_form": validity_form,
+    }
+    return render(request, "members/print_qr.html", context)
+
+
+# --- the check-in screen (for the admin) -----------------------------------------------
+
+
+def _checkin_screen_data(request, plaza: Plaza) -> dict:
+    now = timezone.now()
+    screen = checkins.checkin_screen_code(plaza=plaza, at=now)
+    link = checkin_link(request, screen.link_token)
+    wechat_url = checkins.checkin_screen_wechat_qr(screen=screen)
+    return {
+        "link": link,
+        # Each code is shown for one time step only: drawn, not memoised.
+        "link_svg": qr_svg_once(link),
+        "wechat_svg": qr_svg_once(wechat_url) if wechat_url else "",
+        "expires_at": screen.expires_at.isoformat(),
+        # From the server's clock, a moment after the next step starts.
+        "refresh_in": round(max((screen.refresh_at - now).total_seconds(), 0) + 0.5, 3),
+    }
+
+
+def checkin_screen(request, *, plaza: Plaza, code_url: str, back: str = "") -> HttpResponse:
+    """A full-screen page for a display at the plaza: its rotating check-in code, fetched
+    again from ``code_url`` every time step. The caller checks the staff's permission."""
+    context = {
+        "plaza": plaza, "code": _checkin_screen_data(request, plaza), "code_url": code_url, "back": back,
+        "refresh_seconds": checkins.screen_refresh_seconds(),
+    }
+    return render(request, "members/checkin_screen.html", context)
+
+
+def checkin_screen_code(request, *, plaza: Plaza) -> JsonResponse:
+    response = JsonResponse(_checkin_screen_data(request, plaza))
+    patch_cache_control(response, no_store=True, private=True)
+    return response

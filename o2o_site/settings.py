@@ -45,17 +45,30 @@ def env_str(name: str, default: str = "") -> str:
 
 # --- Core -------------------------------------------------------------------------
 
-# DEBUG defaults on so that a fresh clone runs with no environment at all; production
-# sets DEBUG=0, and must then set SECRET_KEY.
-DEBUG = env_bool("DEBUG", True)
+# Safe by default: DEBUG is off unless set, and then SECRET_KEY and ALLOWED_HOSTS are
+# required. `make run` sets what the demo needs (DEBUG and with it the sandbox; the key
+# is then a random one made once in var/); the test suite sets its own (tests/settings.py).
+DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "insecure-demo-key-only-for-debug-" + "x" * 40
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (a long random string, the same on every host)")
+    # The demo's key: random, made once on this machine, never in the code.
+    _key_file = VAR_DIR / "secret_key"
+    if not _key_file.exists():
+        import secrets
+
+        _key_file.write_text(secrets.token_urlsafe(50))
+        _key_file.chmod(0o600)
+    SECRET_KEY = _key_file.read_text().strip()
+# Old keys that still verify what they signed (shopper tokens, member codes, links),
+# so that rotating SECRET_KEY does not log every shopper out at once.
+SECRET_KEY_FALLBACKS = [k.strip() for k in env_str("SECRET_KEY_FALLBACKS").split(",") if k.strip()]
 
 ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS").split(",") if h.strip()]
-if DEBUG and not ALLOWED_HOSTS:
+if not ALLOWED_HOSTS:
+    if not DEBUG:
+        raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off")
     ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
 
 # Sandbox: payments through the sandbox cashier, pushes into the sandbox outbox, demo
@@ -222,13 +235,33 @@ CHECKIN_POINTS = env_int("CHECKIN_POINTS", 10)
 CHECKIN_STREAK_DAYS = env_int("CHECKIN_STREAK_DAYS", 7)
 CHECKIN_STREAK_BONUS = env_int("CHECKIN_STREAK_BONUS", 50)
 LAPSED_AFTER_DAYS = env_int("LAPSED_AFTER_DAYS", 120)
+# Check-in proofs (members/checkin.py): the plaza screen shows a new code this often,
+# each valid this long; printed links last this many days unless staff choose; a WeChat
+# LOCATION report counts this long for a scan; a screen code opened in time stays good
+# this long in the same browser session (a slow login does not lose it).
+CHECKIN_SCREEN_REFRESH_SECONDS = env_int("CHECKIN_SCREEN_REFRESH_SECONDS", 30)
+CHECKIN_SCREEN_TOKEN_SECONDS = env_int("CHECKIN_SCREEN_TOKEN_SECONDS", 60)
+CHECKIN_PRINTED_LINK_DAYS = env_int("CHECKIN_PRINTED_LINK_DAYS", 30)
+CHECKIN_LOCATION_MAX_AGE_SECONDS = env_int("CHECKIN_LOCATION_MAX_AGE_SECONDS", 600)
+CHECKIN_SEEN_GRACE_SECONDS = env_int("CHECKIN_SEEN_GRACE_SECONDS", 300)
+# Mall-funded points on a sale (the tier extra) stay pending this long, the refund
+# window, before they can be spent; a refund inside it cancels them.
+MALL_POINTS_HOLD_DAYS = env_int("MALL_POINTS_HOLD_DAYS", 7)
+# Per-merchant limits, unless the merchant has its own (admin): the largest single sale,
+# and the mall-funded points released a day for its sales (the rest is held for staff).
+MERCHANT_MAX_SALE_FEN = env_int("MERCHANT_MAX_SALE_FEN", MAX_AMOUNT_FEN)
+MERCHANT_MALL_POINTS_DAILY_CAP = env_int("MERCHANT_MALL_POINTS_DAILY_CAP", 100_000)
+# A scanned member code authorises one spend of at most this many points; above it the
+# shopper confirms in the app (a redemption token, valid this many seconds).
+REDEEM_CODE_MAX_POINTS = env_int("REDEEM_CODE_MAX_POINTS", 5000)
+REDEMPTION_TOKEN_TTL_SECONDS = env_int("REDEMPTION_TOKEN_TTL_SECONDS", 120)
 if POINT_VALUE_FEN <= 0 or POINTS_LIFETIME_DAYS <= 0 or MAX_AMOUNT_FEN <= 0:
     raise ImproperlyConfigured("POINT_VALUE_FEN, POINTS_LIFETIME_DAYS and MAX_AMOUNT_FEN must be positive")
 
 # --- Platforms (WeChat, Alipay) ---------------------------------------------------
 
 # Every outbound call goes to these bases, so tests and staging can point them at a
-# local fake. core/platforms.py is the only reader.
+# local fake. core/platforms.py reads them (and members/web_auth.py the two OAuth pages).
 WECHAT_APP_ID = env_str("WECHAT_APP_ID")
 WECHAT_APP_SECRET = env_str("WECHAT_APP_SECRET")
 WECHAT_TOKEN = env_str("WECHAT_TOKEN")

@@ -20,6 +20,8 @@ from members.api.merchant import (
     MEMBER_ERRORS,
     MemberRefSerializer,
     MerchantApiView,
+    ShopperRefSerializer,
+    ShopperRequired,
     member_from,
     merchant_error_responses,
 )
@@ -30,7 +32,8 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     description="1–200 printable ASCII characters, unique per operation (a UUID is a good choice). "
     "Retrying with the same key and body returns the first response.",
 )
-TOO_MANY_CODES = {"429": "too_many_invalid_codes: too many wrong member codes"}
+TOO_MANY_CODES = {"429": "too_many_invalid_codes: too many wrong member codes; too_many_invalid_member_numbers: too many "
+                  "unknown member numbers (20 in 10 minutes per key)"}
 
 
 def _once(request, prepare, effect):
@@ -66,10 +69,25 @@ def _at_store(request, serializer_class) -> tuple[dict, object, object]:
 # --- purchases ------------------------------------------------------------------------
 
 
+def _balance_if_told(serializer, member) -> int | None:
+    """The shopper's spendable balance, told only to a caller that just presented their
+    scanned member code or a redemption token (``tell_balance`` in the context)."""
+    if not serializer.context.get("tell_balance"):
+        return None
+    return ledger.member_points_balance(member=member)
+
+
 class PurchaseOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    points_earned = serializers.IntegerField(source="earn.points")
-    points_balance = serializers.SerializerMethodField()
+    points_earned = serializers.IntegerField(
+        source="earn.points", help_text="Points this sale earned, the mall-funded tier extra included (that part is pending "
+        "for the refund window before the shopper can spend it)."
+    )
+    points_balance = serializers.SerializerMethodField(
+        help_text="The shopper's spendable balance: only in the answer to a purchase booked with a scanned member_code; "
+        "null otherwise (a member number proves nothing about who is at the till)."
+    )
+    member_present = serializers.BooleanField(help_text="Booked with a scanned member code (the shopper was there).")
     member_no = serializers.CharField(source="member.member_no")
     store_code = serializers.CharField(source="store.code")
     amount_fen = serializers.IntegerField()
@@ -77,8 +95,8 @@ class PurchaseOutputSerializer(serializers.Serializer):
     order_ref = serializers.CharField()
     created_at = serializers.DateTimeField()
 
-    def get_points_balance(self, purchase) -> int:
-        return ledger.member_points_balance(member=purchase.member)
+    def get_points_balance(self, purchase) -> int | None:
+        return _balance_if_told(self, purchase.member)
 
 
 class PurchaseCreateApi(MerchantApiView):
@@ -90,6 +108,10 @@ class PurchaseCreateApi(MerchantApiView):
     @extend_schema(
         operation_id="purchases_create",
         summary="Book a purchase: the shopper earns points funded by this merchant",
+        description="Scan the shopper's member code (member_code): the sale earns this merchant's points plus the mall-funded "
+        "tier extra (pending for the refund window) and the answer tells the shopper's balance. A sale booked by member_no "
+        "earns this merchant's points only, and the balance is not told. Wrong member numbers count against the key like "
+        "wrong codes.",
         request=InputSerializer,
         parameters=[IDEMPOTENCY_HEADER],
         examples=[OpenApiExample("By scanned code", request_only=True, value={
@@ -98,7 +120,7 @@ class PurchaseCreateApi(MerchantApiView):
             201: PurchaseOutputSerializer,
             **merchant_error_responses(**{
                 "400": MEMBER_ERRORS + "; idempotency_key_required: the header is missing or malformed",
-                "403": "member_not_active: banned or merged",
+                "403": "member_not_active: banned; merchant_not_active: the store is closed",
                 "404": "store_not_found: not one of this merchant's stores; member_not_found: no such member",
                 "409": "idempotency_conflict: the key was used with another body; duplicate_order_ref: this order_ref was already booked",
                 **TOO_MANY_CODES,
@@ -112,11 +134,13 @@ class PurchaseCreateApi(MerchantApiView):
 
         def effect(prepared):
             data, store, member = prepared
+            present = bool(data.get("member_code"))
             purchase = services.purchase_record(
                 merchant=request.user.merchant, store=store, member=member, amount_fen=data["amount_fen"],
                 order_ref=data["order_ref"], idempotency_key=request.headers["Idempotency-Key"].strip(),
+                member_present=present,
             )
-            return 201, PurchaseOutputSerializer(purchase).data
+            return 201, PurchaseOutputSerializer(purchase, context={"tell_balance": present}).data
 
         return _once(request, prepare, effect)
 
@@ -144,7 +168,7 @@ class PurchaseRefundCreateApi(MerchantApiView):
         points_reversed = serializers.SerializerMethodField(help_text="Points taken back from the shopper.")
         shortfall_points = serializers.IntegerField(source="reversal.shortfall", help_text="Points the shopper had already spent; borne by this merchant.")
         refundable_fen = serializers.SerializerMethodField(help_text="What is left of the purchase to refund.")
-        points_balance = serializers.SerializerMethodField()
+        points_balance = serializers.SerializerMethodField(help_text="Always null: the balance is told only with a scanned code.")
         created_at = serializers.DateTimeField()
 
         def get_points_reversed(self, refund) -> int:
@@ -154,8 +178,8 @@ class PurchaseRefundCreateApi(MerchantApiView):
             refund.purchase.refresh_from_db(fields=["refunded_fen"])
             return refund.purchase.amount_fen - refund.purchase.refunded_fen
 
-        def get_points_balance(self, refund) -> int:
-            return ledger.member_points_balance(member=refund.purchase.member)
+        def get_points_balance(self, refund) -> int | None:
+            return _balance_if_told(self, refund.purchase.member)
 
     @extend_schema(
         operation_id="purchases_refunds_create",
@@ -197,7 +221,9 @@ class RedemptionOutputSerializer(serializers.Serializer):
     points = serializers.IntegerField()
     value_fen = serializers.SerializerMethodField(help_text="What the points are worth (POINT_VALUE_FEN each).")
     returned_points = serializers.IntegerField()
-    points_balance = serializers.SerializerMethodField()
+    points_balance = serializers.SerializerMethodField(
+        help_text="The shopper's spendable balance after the spend: in the answer to the redemption only; null elsewhere."
+    )
     member_no = serializers.CharField(source="member.member_no")
     store_code = serializers.CharField(source="store.code")
     order_ref = serializers.CharField()
@@ -206,12 +232,12 @@ class RedemptionOutputSerializer(serializers.Serializer):
     def get_value_fen(self, redemption) -> int:
         return redemption.points * settings.POINT_VALUE_FEN
 
-    def get_points_balance(self, redemption) -> int:
-        return ledger.member_points_balance(member=redemption.member)
+    def get_points_balance(self, redemption) -> int | None:
+        return _balance_if_told(self, redemption.member)
 
 
 class RedemptionCreateApi(MerchantApiView):
-    class InputSerializer(MemberRefSerializer):
+    class InputSerializer(ShopperRefSerializer):
         store_code = serializers.CharField(max_length=32)
         points = StrictIntegerField(max_setting="MAX_POINTS", help_text="Points the shopper pays with, a JSON integer.")
         order_ref = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
@@ -219,31 +245,49 @@ class RedemptionCreateApi(MerchantApiView):
     @extend_schema(
         operation_id="redemptions_create",
         summary="The shopper pays with points at this merchant's store",
+        description="Spending needs the shopper. Scan their member code (member_code): it pays once, up to the per-spend "
+        "limit (REDEEM_CODE_MAX_POINTS, 5,000 by default). For more, the shopper confirms the amount in the mini-program or "
+        "on the member page, which shows a redemption_token (rt_…) for this store, valid about two minutes, used once. "
+        "A member_no is refused (400 shopper_required). The shopper gets a message for every spend.",
         request=InputSerializer,
         parameters=[IDEMPOTENCY_HEADER],
+        examples=[OpenApiExample("By scanned code", request_only=True, value={
+            "member_code": "87408045666652830219846", "store_code": "sh-starbucks", "points": 500, "order_ref": "POS-0002"})],
         responses={
             201: RedemptionOutputSerializer,
             **merchant_error_responses(**{
-                "400": MEMBER_ERRORS + "; idempotency_key_required",
-                "403": "member_not_active: banned or merged",
+                "400": MEMBER_ERRORS + "; idempotency_key_required; shopper_required: a member_no, or neither member_code "
+                "nor redemption_token; redemption_token_invalid: not a token for this store; redemption_token_expired: "
+                "ask the shopper to confirm again",
+                "403": "member_not_active: banned; shopper_confirmation_required: more than a scanned code may pay, the "
+                "shopper confirms in the app; redemption_token_exceeded: more than the shopper confirmed",
                 "404": "store_not_found; member_not_found",
-                "409": "insufficient_points: the balance does not cover it, nothing changed; idempotency_conflict",
+                "409": "insufficient_points: the balance does not cover it, nothing changed (the answer tells the balance); "
+                "member_code_used: this code already paid, ask for a fresh one; redemption_token_used; idempotency_conflict",
                 **TOO_MANY_CODES,
             }),
         },
         tags=["redemptions"],
     )
     def post(self, request):
+        if isinstance(request.data, dict) and "member_no" in request.data:
+            raise ShopperRequired()
+
         def prepare():
-            return _at_store(request, self.InputSerializer)
+            data = validated(self.InputSerializer, request.data)
+            store = services.merchant_store(merchant=request.user.merchant, store_code=data["store_code"])
+            if data.get("member_code"):
+                return data, store, member_from(caller=request.user, data=data)
+            return data, store, None
 
         def effect(prepared):
             data, store, member = prepared
             redemption = services.redemption_record(
                 merchant=request.user.merchant, store=store, member=member, points=data["points"],
                 order_ref=data["order_ref"], idempotency_key=request.headers["Idempotency-Key"].strip(),
+                member_code=data.get("member_code", ""), redemption_token=data.get("redemption_token", ""),
             )
-            return 201, RedemptionOutputSerializer(redemption).data
+            return 201, RedemptionOutputSerializer(redemption, context={"tell_balance": True}).data
 
         return _once(request, prepare, effect)
 
@@ -268,11 +312,11 @@ class RedemptionRefundCreateApi(MerchantApiView):
         id = serializers.IntegerField()
         redemption_id = serializers.IntegerField()
         points = serializers.IntegerField()
-        points_balance = serializers.SerializerMethodField()
+        points_balance = serializers.SerializerMethodField(help_text="Always null: the balance is told only with a scanned code.")
         created_at = serializers.DateTimeField()
 
-        def get_points_balance(self, refund) -> int:
-            return ledger.member_points_balance(member=refund.redemption.member)
+        def get_points_balance(self, refund) -> int | None:
+            return _balance_if_told(self, refund.redemption.member)
 
     @extend_schema(
         operation_id="redemptions_refunds_create",

@@ -19,6 +19,9 @@ class Purchase(models.Model):
     # Σ refunds, moved with F() in the refund's transaction (which holds the wallet lock).
     refunded_fen = models.BigIntegerField(default=0)
     order_ref = models.CharField(max_length=64, blank=True, help_text="The POS's own order number.")
+    # The shopper proved presence (a scanned member code), not just a member number the
+    # merchant typed: only such sales earn mall-funded points and count toward tiers.
+    member_present = models.BooleanField(default=False)
     earn = models.OneToOneField(PointsTransaction, on_delete=models.PROTECT, related_name="purchase")
     created_at = models.DateTimeField(db_index=True)
 
@@ -59,6 +62,10 @@ class Redemption(models.Model):
     points = models.BigIntegerField()
     returned_points = models.BigIntegerField(default=0)
     order_ref = models.CharField(max_length=64, blank=True)
+    # How the shopper authorised it: a scanned member code or a confirmed redemption token.
+    authorization = models.OneToOneField(
+        "members.SpendAuthorization", on_delete=models.PROTECT, null=True, blank=True, related_name="redemption"
+    )
     redeem = models.OneToOneField(PointsTransaction, on_delete=models.PROTECT, related_name="redemption")
     created_at = models.DateTimeField(db_index=True)
 

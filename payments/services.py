@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from core.errors import ApplicationError, Conflict, NotFound
-from members import ledger, pushes
+from members import ledger, pushes, spend
 from members.models import Member, Merchant, Store, Visit
 from members.services import visit_record
 from payments.models import ApiRequest, Purchase, PurchaseRefund, Redemption, RedemptionRefund
@@ -114,29 +114,35 @@ def merchant_redemption(*, merchant: Merchant, redemption_id: int) -> Redemption
 
 
 def purchase_record(
-    *, merchant: Merchant, store: Store, member: Member, amount_fen: int, idempotency_key: str, order_ref: str = ""
+    *, merchant: Merchant, store: Store, member: Member, amount_fen: int, idempotency_key: str, order_ref: str = "",
+    member_present: bool = False,
 ) -> Purchase:
-    """Book a POS sale: the member earns points funded by the merchant; the visit is recorded."""
+    """Book a POS sale: the member earns points funded by the merchant; the visit is recorded.
+
+    ``member_present``: the shopper's member code was scanned. Only then does the mall
+    fund the tier's extra (pending for the refund window) and the sale count toward tiers.
+    """
     if store.merchant_id != merchant.pk:
         raise NotFound(code="store_not_found")
     with transaction.atomic():
         earn = ledger.points_earn(
             member=member, store=store, amount_fen=amount_fen, idempotency_key=ledger_key(merchant, idempotency_key),
-            reference=order_ref,
+            reference=order_ref, member_present=member_present,
         )
         existing = Purchase.objects.filter(earn=earn).first()
         if existing is not None:
             return existing
         try:
             with transaction.atomic():
+                # The earn's member: the survivor, if a merge committed while this waited.
                 purchase = Purchase.objects.create(
-                    merchant=merchant, store=store, member=member, amount_fen=amount_fen, order_ref=order_ref,
-                    earn=earn, created_at=earn.created_at,
+                    merchant=merchant, store=store, member_id=earn.member_id, amount_fen=amount_fen, order_ref=order_ref,
+                    earn=earn, created_at=earn.created_at, member_present=member_present,
                 )
         except IntegrityError:
             raise DuplicateOrderRef(extra={"order_ref": order_ref}) from None
-        visit_record(member=member, plaza=store.plaza, store=store, kind=Visit.Kind.PURCHASE, amount_fen=amount_fen, at=earn.created_at)
-        pushes.push_points_earned(member=member, store=store, earn=earn, amount_fen=amount_fen)
+        visit_record(member=purchase.member, plaza=store.plaza, store=store, kind=Visit.Kind.PURCHASE, amount_fen=amount_fen, at=earn.created_at)
+        pushes.push_points_earned(member=purchase.member, store=store, earn=earn, amount_fen=amount_fen)
         return purchase
 
 
@@ -159,12 +165,21 @@ def purchase_refund(*, purchase: Purchase, amount_fen: int, idempotency_key: str
 
 
 def redemption_record(
-    *, merchant: Merchant, store: Store, member: Member, points: int, idempotency_key: str, order_ref: str = ""
+    *, merchant: Merchant, store: Store, member: Member | None, points: int, idempotency_key: str, order_ref: str = "",
+    member_code: str = "", redemption_token: str = "",
 ) -> Redemption:
-    """The member pays ``points`` at the merchant's store; the visit is recorded."""
+    """The shopper pays ``points`` at the merchant's store; the visit is recorded and pushed.
+
+    Authorised by the shopper (``members.spend``): ``member_code`` scanned now (``member``
+    is whom it named) or a ``redemption_token`` they confirmed; used up with the spend.
+    """
     if store.merchant_id != merchant.pk:
         raise NotFound(code="store_not_found")
     with transaction.atomic():
+        authorization = spend.spend_authorize(
+            store=store, points=points, member=member, member_code=member_code, redemption_token=redemption_token
+        )
+        member = authorization.member
         redeem = ledger.points_redeem(
             member=member, store=store, points=points, idempotency_key=ledger_key(merchant, idempotency_key), reference=order_ref
         )
@@ -172,11 +187,11 @@ def redemption_record(
         if existing is not None:
             return existing
         redemption = Redemption.objects.create(
-            merchant=merchant, store=store, member=member, points=points, order_ref=order_ref, redeem=redeem,
-            created_at=redeem.created_at,
+            merchant=merchant, store=store, member_id=redeem.member_id, points=points, order_ref=order_ref, redeem=redeem,
+            created_at=redeem.created_at, authorization=authorization,
         )
-        visit_record(member=member, plaza=store.plaza, store=store, kind=Visit.Kind.REDEMPTION, at=redeem.created_at)
-        pushes.push_points_redeemed(member=member, store=store, redeem=redeem)
+        visit_record(member=redemption.member, plaza=store.plaza, store=store, kind=Visit.Kind.REDEMPTION, at=redeem.created_at)
+        pushes.push_points_redeemed(member=redemption.member, store=store, redeem=redeem)
         return redemption
 
 

@@ -41,3 +41,4 @@ def _mall_defaults_ensure():
 
     if not Tier.objects.exists():
         importlib.import_module("members.migrations.0002_defaults").forwards(apps, None)
+        importlib.import_module("members.migrations.0007_pending_points_spend_authorizations").forwards(apps, None)

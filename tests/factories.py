@@ -38,15 +38,26 @@ def assert_ledger_invariants() -> None:
     assert not list(unbalanced), f"transactions whose entries do not sum to zero: {list(unbalanced)}"
     for wallet in Account.objects.filter(kind=Account.Kind.WALLET):
         entries = wallet.entries.aggregate(s=Sum("amount"))["s"] or 0
-        lots = wallet.lots.aggregate(s=Sum("remaining"))["s"] or 0
+        lots = wallet.lots.filter(status=Lot.Status.AVAILABLE).aggregate(s=Sum("remaining"))["s"] or 0
         assert wallet.balance >= 0, f"negative wallet {wallet.pk}"
         assert wallet.balance == entries == lots, f"wallet {wallet.pk}: balance {wallet.balance}, entries {entries}, lots {lots}"
+        # Pending (and held) points sit beside the balance, on the mall's pending account.
+        pending_entries = Entry.objects.filter(account__kind=Account.Kind.PENDING, member_id=wallet.member_id).aggregate(
+            s=Sum("amount"))["s"] or 0
+        pending_lots = wallet.lots.exclude(status=Lot.Status.AVAILABLE).aggregate(s=Sum("remaining"))["s"] or 0
+        assert pending_entries == pending_lots, f"member {wallet.member_id}: pending entries {pending_entries}, lots {pending_lots}"
+    # A merged member holds nothing: everything went to the member it was merged into.
+    for merged in Account.objects.filter(kind=Account.Kind.WALLET, member__status=Member.Status.MERGED):
+        assert merged.balance == 0, f"merged member {merged.member_id} still holds {merged.balance}"
+        assert not merged.lots.filter(remaining__gt=0).exists(), f"merged member {merged.member_id} still has lots"
     assert not Lot.objects.filter(remaining__lt=0).exists()
     # Every wallet entry names a lot, and each lot's entries sum to what is left of it.
     assert not Entry.objects.filter(account__kind=Account.Kind.WALLET, lot__isnull=True).exists()
     for lot in Lot.objects.annotate(s=Sum("entries__amount")):
         assert lot.s == lot.remaining, f"lot {lot.pk}: entries {lot.s}, remaining {lot.remaining}"
-    # Each transaction's headline points equal the net change of the wallets it touched.
+    # Each transaction's headline points equal the net change of the member's points,
+    # spendable and pending together (a release moves points between the two: 0).
+    member_kinds = [Account.Kind.WALLET, Account.Kind.PENDING]
     for txn in PointsTransaction.objects.exclude(kind=PointsTransaction.Kind.TRANSFER):
-        wallet_net = txn.entries.filter(account__kind=Account.Kind.WALLET).aggregate(s=Sum("amount"))["s"] or 0
-        assert wallet_net == txn.points, f"{txn.idempotency_key}: points {txn.points}, wallet net {wallet_net}"
+        net = txn.entries.filter(account__kind__in=member_kinds).aggregate(s=Sum("amount"))["s"] or 0
+        assert net == txn.points, f"{txn.idempotency_key}: points {txn.points}, member net {net}"

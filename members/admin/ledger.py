@@ -1,8 +1,11 @@
 """The ledger, read-only: accounts, transactions, entries, lots, visits."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Q
 from django.utils import timezone
+
+from core.errors import ApplicationError
+from members import ledger
 
 from members.admin.base import (
     LargeTableAdmin,
@@ -118,16 +121,42 @@ class LotStateFilter(admin.SimpleListFilter):
 
 @admin.register(Lot)
 class LotAdmin(ReadOnlyMixin, LargeTableAdmin):
-    list_display = ["id", "member", "amount", "remaining", "expires_at", "created_at", "transaction"]
-    list_select_related = ["member", "transaction"]
-    list_filter = [LotStateFilter]
+    list_display = ["id", "member", "status", "amount", "remaining", "expires_at", "releases_at", "merchant", "created_at", "transaction"]
+    list_select_related = ["member", "transaction", "merchant"]
+    list_filter = [LotStateFilter, "status", MerchantFilter]
     sortable_by = ["id"]
     search_fields = ["member__member_no"]
-    search_help_text = "A member's whole number, phone or openid."
+    search_help_text = "A member's whole number, phone or openid. Status “held”: mall-funded points of merchants over their daily cap."
     inlines = [EntryInline]
+    actions = ["release_held", "cancel_held"]
 
     def search_q(self, term):
         return Q(member_id__in=member_ids_matching(term))
+
+    def has_review_permission(self, request):
+        return request.user.has_perm("members.review_held_points")
+
+    @admin.action(description="Release the selected held points to the members", permissions=["review"])
+    def release_held(self, request, queryset):
+        released = 0
+        for lot in queryset.filter(status=Lot.Status.HELD, remaining__gt=0):
+            try:
+                if ledger.points_release_lot(lot=lot, operator=request.user) is not None:
+                    released += 1
+            except ApplicationError as exc:
+                self.message_user(request, f"lot {lot.pk}: {exc.code}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"{released} lot(s) released.", messages.SUCCESS)
+
+    @admin.action(description="Cancel the selected held points (back to the mall)", permissions=["review"])
+    def cancel_held(self, request, queryset):
+        cancelled = 0
+        for lot in queryset.filter(status=Lot.Status.HELD, remaining__gt=0):
+            try:
+                ledger.points_cancel_lot(lot=lot, operator=request.user, reason="held points cancelled by staff review")
+                cancelled += 1
+            except ApplicationError as exc:
+                self.message_user(request, f"lot {lot.pk}: {exc.code}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"{cancelled} lot(s) cancelled.", messages.SUCCESS)
 
 
 @admin.register(Visit)

@@ -3,6 +3,8 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Sum
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -18,6 +20,7 @@ from members.admin.base import (
     changelist_link,
 )
 from members.models import (
+    Lot,
     Merchant,
     MerchantApiKey,
     Plaza,
@@ -71,10 +74,17 @@ class PrintQrMixin:
 
 @admin.register(Plaza)
 class PlazaAdmin(PrintQrMixin, admin.ModelAdmin):
-    list_display = ["code", "name", "city", "is_active", "created_at", "print_qr_link"]
+    list_display = ["code", "name", "city", "is_active", "created_at", "print_qr_link", "checkin_screen_link"]
     list_filter = ["is_active", "city"]
     search_fields = ["code", "name"]
-    readonly_fields = ["print_qr_link"]
+    readonly_fields = ["print_qr_link", "checkin_screen_link"]
+    fieldsets = [
+        (None, {"fields": ["code", "name", "city", "address", "notice", "is_active", "print_qr_link", "checkin_screen_link"]}),
+        (gettext_lazy("Check-in: what proves the shopper is there (any one accepted proof is enough)"), {"fields": [
+            "checkin_accepts_screen", "checkin_accepts_printed", "checkin_accepts_location", "checkin_accepts_permanent",
+        ]}),
+        (gettext_lazy("Geofence"), {"fields": ["latitude", "longitude", "geofence_radius_m"]}),
+    ]
     actions = ["print_qr"]
     print_qr_label = gettext_lazy("Print check-in QR")
 
@@ -82,7 +92,61 @@ class PlazaAdmin(PrintQrMixin, admin.ModelAdmin):
         return False  # members, stores and visits point at it: deactivate instead
 
     def print_qr_response(self, request, plazas):
-        return views.qr_posters(request, plazas=plazas, back=reverse("admin:members_plaza_changelist"))
+        # Printed links expire: staff choose for how long (?days=, or the action's form again).
+        data = request.POST if request.method == "POST" else request.GET
+        changelist = reverse("admin:members_plaza_changelist")
+        if request.method == "POST":
+            hidden = [("action", "print_qr"), *(("_selected_action", plaza.pk) for plaza in plazas)]
+            form = {"method": "post", "action": changelist, "hidden": hidden}
+        else:
+            form = {"method": "get", "action": "", "hidden": []}
+        return views.qr_posters(
+            request, plazas=plazas, back=changelist, valid_days=views.printed_link_days(data.get("days")), validity_form=form
+        )
+
+    # --- the check-in screen: a display at the plaza showing its rotating code ---
+
+    def get_urls(self):
+        screen = self.admin_site.admin_view(self.checkin_screen_view)
+        code = self.admin_site.admin_view(self.checkin_screen_code_view)
+        return [
+            path("<path:object_id>/checkin-screen/", screen, name="members_plaza_checkin_screen"),
+            path("<path:object_id>/checkin-screen/code.json", code, name="members_plaza_checkin_screen_code"),
+            *super().get_urls(),
+        ]
+
+    def has_checkin_screen_permission(self, request, obj=None) -> bool:
+        """Those who may change the plaza, and a screen's own login with only this permission."""
+        return request.user.has_perm("members.show_checkin_screen") or self.has_change_permission(request, obj)
+
+    def _screen_plaza(self, request, object_id) -> Plaza:
+        plaza = get_object_or_404(Plaza, pk=object_id, is_active=True)
+        if not self.has_checkin_screen_permission(request, plaza):
+            raise PermissionDenied
+        return plaza
+
+    def checkin_screen_view(self, request, object_id):
+        plaza = self._screen_plaza(request, object_id)
+        if not plaza.checkin_accepts_screen:
+            message = gettext("This plaza does not accept the rotating code: turn it on first.")
+            self.message_user(request, message, messages.ERROR)
+            return redirect("admin:members_plaza_change", plaza.pk)
+        code_url = reverse("admin:members_plaza_checkin_screen_code", args=[plaza.pk])
+        back = reverse("admin:members_plaza_change", args=[plaza.pk]) if self.has_view_permission(request, plaza) else ""
+        return views.checkin_screen(request, plaza=plaza, code_url=code_url, back=back)
+
+    def checkin_screen_code_view(self, request, object_id):
+        plaza = self._screen_plaza(request, object_id)
+        if not plaza.checkin_accepts_screen:
+            raise Http404("this plaza does not accept the rotating code")
+        return views.checkin_screen_code(request, plaza=plaza)
+
+    @admin.display(description=gettext_lazy("Check-in screen"))
+    def checkin_screen_link(self, obj):
+        if not obj.pk or not obj.is_active or not obj.checkin_accepts_screen:
+            return "—"
+        url = reverse("admin:members_plaza_checkin_screen", args=[obj.pk])
+        return format_html('<a href="{}" target="_blank">{}</a>', url, gettext("Show the rotating code"))
 
 
 class StoreInline(admin.TabularInline):
@@ -116,12 +180,28 @@ class MerchantCreateForm(forms.Form):
     )
 
 
+class HeldPointsFilter(admin.SimpleListFilter):
+    """Merchants flagged by the release job: their sales' mall-funded points went over the daily cap."""
+
+    title = "flagged"
+    parameter_name = "flagged"
+
+    def lookups(self, request, model_admin):
+        return [("held", "Points held for review")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "held":
+            held = Lot.objects.filter(status=Lot.Status.HELD, remaining__gt=0).values("merchant_id")
+            return queryset.filter(pk__in=held)
+        return queryset
+
+
 @admin.register(Merchant)
 class MerchantAdmin(admin.ModelAdmin):
-    list_display = ["name", "status", "earn_rate_bp", "contact_phone", "created_at"]
-    list_filter = ["status"]
+    list_display = ["name", "status", "earn_rate_bp", "contact_phone", "held_points", "created_at"]
+    list_filter = ["status", HeldPointsFilter]
     search_fields = ["name"]
-    fields = ["name", "status", "earn_rate_bp", "contact_phone", "created_at", "links"]
+    fields = ["name", "status", "earn_rate_bp", "max_sale_fen", "mall_points_daily_cap", "contact_phone", "created_at", "links"]
     readonly_fields = ["created_at", "links"]
     inlines = [StoreInline, MerchantApiKeyInline]
     actions = ["issue_api_key"]
@@ -133,11 +213,20 @@ class MerchantAdmin(admin.ModelAdmin):
     def links(self, obj):
         store_add = reverse("admin:members_store_add") + f"?merchant={obj.pk}"
         return format_html(
-            '<a href="{}">Add a store</a> · {} · {}',
+            '<a href="{}">Add a store</a> · {} · {} · {}',
             store_add,
             changelist_link(MerchantApiKey, "API keys (revoke)", merchant__id__exact=obj.pk),
             changelist_link(PointsTransaction, "Points transactions", merchant=obj.pk),
+            changelist_link(Lot, "Points held for review", merchant=obj.pk, status__exact=Lot.Status.HELD),
         )
+
+    @admin.display(description="held points")
+    def held_points(self, obj):
+        """Mall-funded points of this merchant's sales over its daily cap, waiting for staff."""
+        held = Lot.objects.filter(merchant=obj, status=Lot.Status.HELD, remaining__gt=0).aggregate(s=Sum("remaining"))["s"]
+        if not held:
+            return "—"
+        return changelist_link(Lot, f"⚑ {held}", merchant=obj.pk, status__exact=Lot.Status.HELD)
 
     def add_view(self, request, form_url="", extra_context=None):
         # A merchant is born with its ledger accounts, its first store and a key:

@@ -6,8 +6,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import error_responses
-from core.errors import ApplicationError
+from core.errors import ApplicationError, NotFound
+from core.ratelimit import guesses_counted
 from members import codes, ledger, services
+from members.identity import member_active
 from members.auth import IsActiveMerchant, MerchantCaller, MerchantKeyAuthentication, MerchantKeyThrottle
 from members.models import Member
 
@@ -39,8 +41,10 @@ class MerchantApiView(APIView):
 class MemberRefSerializer(serializers.Serializer):
     """Who the shopper is: the scanned dynamic code, or the member number they say."""
 
-    member_code = serializers.CharField(required=False, max_length=64, help_text="The 23-digit code from the member card (scanned).")
-    member_no = serializers.CharField(required=False, max_length=16, help_text="The 12-digit member number.")
+    member_code = serializers.CharField(required=False, max_length=64, help_text="The 23-digit code from the member card (scanned). "
+                                        "Only a sale booked with a scanned code earns the mall-funded tier extra.")
+    member_no = serializers.CharField(required=False, max_length=16, help_text="The 12-digit member number: the sale earns this "
+                                      "merchant's points only (no mall-funded extra, no tier spend).")
 
     def validate(self, data):
         if bool(data.get("member_code")) == bool(data.get("member_no")):
@@ -48,11 +52,53 @@ class MemberRefSerializer(serializers.Serializer):
         return data
 
 
+class ShopperRefSerializer(serializers.Serializer):
+    """Who pays with points: the shopper, by a scanned code or a redemption they confirmed."""
+
+    member_code = serializers.CharField(
+        required=False, max_length=64,
+        help_text="The 23-digit code from the member card, scanned now: pays once, up to the per-spend limit (5,000 points by default).",
+    )
+    redemption_token = serializers.CharField(
+        required=False, max_length=100,
+        help_text="rt_…: a redemption the shopper confirmed in the app for this store and up to a number of points; "
+        "single use, valid about two minutes.",
+    )
+
+    def validate(self, data):
+        if bool(data.get("member_code")) == bool(data.get("redemption_token")):
+            raise serializers.ValidationError(
+                "Send exactly one of member_code and redemption_token.", code="shopper_required"
+            )
+        return data
+
+
+class TooManyInvalidMemberNumbers(ApplicationError):
+    """Too many unknown member numbers from this key; try again later."""
+
+    code = "too_many_invalid_member_numbers"
+    status = 429
+
+
+class ShopperRequired(ApplicationError):
+    """Spending points needs the shopper: a scanned member_code or a redemption_token, never a member number."""
+
+    code = "shopper_required"
+
+
 def member_from(*, caller: MerchantCaller, data: dict) -> Member:
+    """The active member a scanned code or a member number names (a merged one: its survivor)."""
     if data.get("member_code"):
         member = codes.member_code_check(code=data["member_code"], caller=caller.key.prefix)
     else:
-        member = services.member_by_no(member_no=data["member_no"])
+        # Member numbers are printed and shown in many places, so they are not secret, but
+        # trying numbers at random is still counted and stopped, like wrong codes.
+        member = guesses_counted(
+            name="member-no-guesses", caller=caller.key.prefix, limit=codes.GUESS_LIMIT,
+            window_seconds=codes.GUESS_WINDOW_SECONDS, attempt=lambda: services.member_by_no(member_no=data["member_no"]),
+            wrong=(NotFound,), refused=TooManyInvalidMemberNumbers,
+        )
+    member = member_active(member)
     if member.status != Member.Status.ACTIVE:
         raise ledger.MemberNotActive()
     return member

@@ -26,8 +26,8 @@ TAGS = ["shopper"]
 
 AUTH_ERRORS = {
     "401": "not_authenticated: no Authorization header; token_invalid: not a token of ours (forged, malformed, "
-    "or signed for another purpose); token_expired: log in again; token_revoked: the member was merged into "
-    "another, log in again",
+    "or signed for another purpose); token_expired: log in again; token_revoked: the membership no longer exists, "
+    "log in again (a token of a member merged into another keeps working as that member)",
     "403": "member_banned: this member is banned",
 }
 
@@ -90,7 +90,10 @@ def _cursor_read(cursor: str) -> tuple[datetime, int]:
 class MeApi(ShopperApiView):
     class OutputSerializer(serializers.Serializer):
         member_no = serializers.CharField()
-        points_balance = serializers.IntegerField()
+        points_balance = serializers.IntegerField(help_text="Spendable points.")
+        points_pending = serializers.IntegerField(
+            help_text="Points earned but not spendable yet: the mall's share of a sale waits out the refund window (7 days)."
+        )
         points_expiring_30d = serializers.IntegerField(help_text="Points that expire within 30 days.")
         tier = serializers.CharField(allow_null=True, help_text="Tier code, e.g. standard, silver, gold, black.")
         tier_name = serializers.CharField(allow_null=True)
@@ -123,6 +126,7 @@ class MeApi(ShopperApiView):
         return Response(MeApi.OutputSerializer({
             "member_no": member.member_no,
             "points_balance": ledger.member_points_balance(member=member),
+            "points_pending": ledger.member_points_pending(member=member),
             "points_expiring_30d": ledger.member_points_expiring(member=member, within_days=30),
             "tier": member.tier.code if member.tier else None,
             "tier_name": member.tier.name if member.tier else None,
@@ -230,7 +234,36 @@ class CheckinPlazaSerializer(serializers.Serializer):
 
 class CheckinApi(ShopperApiView):
     class InputSerializer(serializers.Serializer):
-        token = StrictCharField(max_length=500, help_text="The token of the plaza's check-in QR (/m/checkin/<token>/).")
+        token = StrictCharField(
+            max_length=500,
+            help_text="The token of the plaza's check-in QR (/m/checkin/<token>/): a printed poster's, or the rotating "
+            "one on the plaza's check-in screen.",
+        )
+        # The phone reports its own location: a weaker proof than the screen's code, taken
+        # only by plazas that accept a location inside their geofence (members.checkin).
+        latitude = serializers.FloatField(
+            required=False, min_value=-90, max_value=90,
+            help_text="Where the phone says it is (wx.getLocation / my.getLocation), for plazas that check a geofence. "
+            "Reported by the phone itself: a weaker proof than the rotating code.",
+        )
+        longitude = serializers.FloatField(required=False, min_value=-180, max_value=180)
+        coordinate_system = serializers.ChoiceField(
+            choices=["wgs84", "gcj02"], required=False,
+            help_text="With latitude and longitude: 'wgs84' (GPS; wx.getLocation's default) or 'gcj02' "
+            "(wx.getLocation({type: 'gcj02'}), Alipay's my.getLocation).",
+        )
+
+        def validate(self, data):
+            for name in ("latitude", "longitude"):
+                value = self.initial_data.get(name)
+                if name in self.initial_data and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    raise serializers.ValidationError({name: ["Must be a JSON number."]}, code="not_a_number")
+            given = {"latitude", "longitude", "coordinate_system"} & set(data)
+            if given and len(given) != 3:
+                raise serializers.ValidationError(
+                    "latitude, longitude and coordinate_system come together.", code="incomplete_location"
+                )
+            return data
 
     class OutputSerializer(serializers.Serializer):
         points = serializers.IntegerField(help_text="Points this check-in gave (0 when already checked in today).")
@@ -243,21 +276,34 @@ class CheckinApi(ShopperApiView):
     @extend_schema(
         operation_id="shopper_checkin",
         summary="Check in at a plaza by its QR code",
-        description="Once per plaza a day; repeating it answers already=true and gives nothing.",
+        description="Once per plaza a day; repeating it answers already=true and gives nothing. The code must prove "
+        "the shopper is at the plaza as the plaza asks: a refusal carries `accepts`, the proofs it takes (`screen`: "
+        "the rotating code on its check-in screen; `printed`: a poster's link before its expiry; `location`: any of "
+        "its codes with a location inside its geofence; `permanent`: a link without expiry).",
         request=InputSerializer,
         responses={
             200: OutputSerializer,
             **error_responses(**{
-                "400": "checkin_token_invalid: not a check-in QR of ours; validation_error: malformed input",
+                "400": "checkin_token_invalid: not a check-in QR of ours; checkin_token_expired: the code has expired, "
+                "scan the current one; validation_error: malformed input",
+                "403": "checkin_proof_required: the plaza does not take this kind of code; checkin_location_required: "
+                "the plaza takes this code only with a location; checkin_out_of_range: the location is outside the "
+                "plaza's geofence (distance_m says how far); member_banned: this member is banned",
                 "404": "plaza_not_found: the plaza is closed",
-                **AUTH_ERRORS,
+                "401": AUTH_ERRORS["401"],
             }),
         },
         tags=TAGS,
     )
     def post(self, request):
         data = validated(self.InputSerializer, request.data)
-        result = checkin.checkin(member=self.member, plaza=checkin.checkin_token_read(data["token"]))
+        location = None
+        if "latitude" in data:
+            location = checkin.checkin_location(
+                latitude=data["latitude"], longitude=data["longitude"], datum=data["coordinate_system"]
+            )
+        code = checkin.checkin_token_read(data["token"])
+        result = checkin.checkin_attempt(member=self.member, code=code, location=location)
         return Response(self.OutputSerializer({
             "points": result.points,
             "bonus": result.bonus_points,

@@ -25,6 +25,10 @@ class Account(models.Model):
         MERCHANT_ACCEPTANCE = "merchant_acceptance", "Merchant acceptance (points it took as payment)"
         PROMOTIONS = "promotions", "Mall promotions"
         EXPIRED = "expired", "Expired points sink"
+        # Mall-funded points of a sale only the merchant declared, held for the refund
+        # window before they reach the wallet (DESIGN.md "Pending points"). Its entries
+        # name the member; Σ of a member's = Σ remaining of their pending and held lots.
+        PENDING = "pending", "Pending points (not yet spendable)"
         PARTNER = "partner", "Partner programme"
 
     kind = models.CharField(max_length=24, choices=Kind.choices)
@@ -46,12 +50,14 @@ class Account(models.Model):
                 condition=(Q(kind="wallet") & Q(member__isnull=False) & Q(merchant__isnull=True))
                 | (Q(kind__in=["merchant_funding", "merchant_acceptance"]) & Q(member__isnull=True) & Q(merchant__isnull=False))
                 | (Q(kind="partner") & Q(member__isnull=True) & Q(merchant__isnull=True) & Q(partner_code__isnull=False))
-                | (Q(kind__in=["promotions", "expired"]) & Q(member__isnull=True) & Q(merchant__isnull=True)),
+                | (Q(kind__in=["promotions", "expired", "pending"]) & Q(member__isnull=True) & Q(merchant__isnull=True)),
                 name="account_owner_matches_kind",
             ),
             models.UniqueConstraint(fields=["kind", "merchant"], condition=Q(merchant__isnull=False), name="one_account_per_merchant_kind"),
             models.UniqueConstraint(fields=["partner_code"], condition=Q(kind="partner"), name="one_account_per_partner"),
-            models.UniqueConstraint(fields=["kind"], condition=Q(kind__in=["promotions", "expired"]), name="one_mall_account_per_kind"),
+            models.UniqueConstraint(
+                fields=["kind"], condition=Q(kind__in=["promotions", "expired", "pending"]), name="one_mall_account_per_kind"
+            ),
         ]
 
     def __str__(self):
@@ -73,6 +79,8 @@ class PointsTransaction(models.Model):
         ADJUST = "adjust", "Staff adjustment"
         EXPIRE = "expire", "Expiry"
         TRANSFER = "transfer", "Transfer between members"
+        RELEASE = "release", "Release of pending points"
+        CANCEL = "cancel", "Cancellation of held points"
 
     # Room for the API's 200-character keys behind their "api:<merchant>:" prefix.
     idempotency_key = models.CharField(max_length=255, unique=True)
@@ -109,7 +117,18 @@ class PointsTransaction(models.Model):
 
 
 class Lot(models.Model):
-    """Points credited to a wallet at one time, consumed first-expiring-first."""
+    """Points credited to a wallet at one time, consumed first-expiring-first.
+
+    An *available* lot is in the wallet's balance. A *pending* lot (mall-funded points
+    of a sale only the merchant declared) sits on the mall's pending account until
+    ``releases_at``; a *held* one waits for staff because its merchant went over its
+    daily cap. Neither is spendable; releasing moves the lot into the wallet.
+    """
+
+    class Status(models.TextChoices):
+        AVAILABLE = "available", "Available"
+        PENDING = "pending", "Pending (refund window)"
+        HELD = "held", "Held for review (merchant over its daily cap)"
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="lots")
     member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="lots")
@@ -117,10 +136,19 @@ class Lot(models.Model):
     amount = models.BigIntegerField()
     remaining = models.BigIntegerField()
     expires_at = models.DateTimeField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.AVAILABLE)
+    # Pending lots: when they become spendable. The merchant whose sale funded a pending
+    # lot's extra, for its daily cap (kept here so the release job needs no join).
+    releases_at = models.DateTimeField(null=True, blank=True)
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # A lot carried over from another member's lot by a transfer (a merge).
+    moved_from = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="moved_to")
     created_at = models.DateTimeField()
 
     class Meta:
+        permissions = [("review_held_points", "Can release or cancel points held for review")]
         indexes = [
+            models.Index(fields=["releases_at"], name="lot_release_due", condition=Q(status="pending")),
             # FIFO consumption and the nightly expiry scan.
             models.Index(fields=["account", "expires_at", "id"], name="lot_fifo", condition=Q(remaining__gt=0)),
             models.Index(fields=["expires_at"], name="lot_due", condition=Q(remaining__gt=0)),
@@ -128,6 +156,9 @@ class Lot(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="lot_amount_positive"),
             models.CheckConstraint(condition=Q(remaining__gte=0) & Q(remaining__lte=F("amount")), name="lot_remaining_within_amount"),
+            models.CheckConstraint(
+                condition=Q(status="available") | Q(releases_at__isnull=False), name="lot_pending_has_release_date"
+            ),
         ]
 
     def __str__(self):

@@ -2,6 +2,7 @@
 
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy
 
 
 class Plaza(models.Model):
@@ -12,10 +13,66 @@ class Plaza(models.Model):
     # What is on today, told to shoppers when they check in; edited by staff.
     notice = models.CharField(max_length=200, blank=True)
     is_active = models.BooleanField(default=True)
+    # The proofs of presence a check-in here may bring (members.checkin): any one accepted
+    # proof is enough. A permanent code proves nothing (a photo of it works from home), so
+    # a plaza that turns it off accepts only what expires or what says where the phone is.
+    checkin_accepts_permanent = models.BooleanField(
+        gettext_lazy("accepts the permanent check-in code"), default=True,
+        help_text=gettext_lazy(
+            "The WeChat code with scene checkin:<code> and poster links printed without an expiry. "
+            "A photo of them checks in from anywhere."
+        ),
+    )
+    checkin_accepts_printed = models.BooleanField(
+        gettext_lazy("accepts printed links before their expiry"), default=True,
+        help_text=gettext_lazy("Posters printed with a validity (e.g. 30 days): refused after it."),
+    )
+    checkin_accepts_screen = models.BooleanField(
+        gettext_lazy("accepts the rotating code on a screen"), default=True,
+        help_text=gettext_lazy("The check-in screen at the plaza shows a code that changes every 30 seconds."),
+    )
+    checkin_accepts_location = models.BooleanField(
+        gettext_lazy("accepts a location inside the geofence"), default=False,
+        help_text=gettext_lazy(
+            "Any code of the plaza, scanned by a phone that reports a location within the radius (mini-program, "
+            "browser, or the official account's location report of the last 10 minutes). The phone reports its "
+            "own location: a weaker proof than the rotating code."
+        ),
+    )
+    # The geofence's centre in GCJ-02, the datum of Tencent Maps and AMap, where staff
+    # look it up; WGS-84 reports (GPS, browsers, WeChat's LOCATION event) are converted.
+    latitude = models.FloatField(gettext_lazy("latitude"), null=True, blank=True, help_text=gettext_lazy("GCJ-02, as Tencent Maps and AMap show it."))
+    longitude = models.FloatField(gettext_lazy("longitude"), null=True, blank=True, help_text=gettext_lazy("GCJ-02, as Tencent Maps and AMap show it."))
+    geofence_radius_m = models.PositiveIntegerField(
+        gettext_lazy("geofence radius (metres)"), default=300,
+        help_text=gettext_lazy("Leave room for the plaza's size and for a phone's error indoors (often 50–200 m)."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["code"]
+        permissions = [("show_checkin_screen", "Can show the plaza's rotating check-in code on a screen")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(latitude__isnull=True, longitude__isnull=True) | Q(latitude__isnull=False, longitude__isnull=False),
+                name="plaza_latitude_and_longitude_together",
+                violation_error_message=gettext_lazy("Give both latitude and longitude, or neither."),
+            ),
+            models.CheckConstraint(
+                condition=Q(latitude__isnull=True) | Q(latitude__gte=-90, latitude__lte=90, longitude__gte=-180, longitude__lte=180),
+                name="plaza_coordinates_in_range",
+                violation_error_message=gettext_lazy("Latitude is −90 to 90 and longitude −180 to 180."),
+            ),
+            models.CheckConstraint(
+                condition=Q(geofence_radius_m__gte=10, geofence_radius_m__lte=10000), name="plaza_geofence_radius_10m_to_10km",
+                violation_error_message=gettext_lazy("The geofence radius is 10 to 10,000 metres."),
+            ),
+            models.CheckConstraint(
+                condition=Q(checkin_accepts_location=False) | Q(latitude__isnull=False),
+                name="plaza_geofence_needs_coordinates",
+                violation_error_message=gettext_lazy("A plaza that accepts a location needs its latitude and longitude."),
+            ),
+        ]
 
     def __str__(self):
         return f"{self.name} ({self.code})"
@@ -32,12 +89,27 @@ class Merchant(models.Model):
     earn_rate_bp = models.PositiveIntegerField(default=100)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     contact_phone = models.CharField(max_length=32, blank=True)
+    # Limits on what a merchant can declare (issue "Trust"): a sale above max_sale_fen is
+    # refused; mall-funded points of its sales above the daily cap are held for staff
+    # when the pending points are released. Empty: the settings' defaults.
+    max_sale_fen = models.BigIntegerField(
+        null=True, blank=True, help_text="The largest single sale this merchant may book, in fen. Empty: MERCHANT_MAX_SALE_FEN."
+    )
+    mall_points_daily_cap = models.BigIntegerField(
+        null=True, blank=True,
+        help_text="Mall-funded points a day (tier extras) released for this merchant's sales; the rest is held for review. "
+        "Empty: MERCHANT_MALL_POINTS_DAILY_CAP.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(condition=Q(earn_rate_bp__lte=10000), name="merchant_earn_rate_at_most_100pct"),
+            models.CheckConstraint(condition=Q(max_sale_fen__isnull=True) | Q(max_sale_fen__gt=0), name="merchant_max_sale_positive"),
+            models.CheckConstraint(
+                condition=Q(mall_points_daily_cap__isnull=True) | Q(mall_points_daily_cap__gte=0), name="merchant_daily_cap_not_negative"
+            ),
         ]
 
     def __str__(self):

@@ -7,7 +7,6 @@ import time
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from django.test import override_settings
 
 from bots.models import InboundMessage
 from members import ledger
@@ -33,16 +32,21 @@ def alipay_keys():
 
 
 @pytest.fixture
-def alipay(db, client, platform_server, app_keys, alipay_keys, django_capture_on_commit_callbacks):
-    """The service window configured, Alipay's open API the local fake."""
+def alipay(db, client, settings, platform_server, app_keys, alipay_keys, django_capture_on_commit_callbacks):
+    """The service window configured, Alipay's open API the local fake.
+
+    Through pytest-django's ``settings`` (not an override_settings block of its own), so
+    that a test which changes settings too gets every change undone in order."""
     platform_server.script("/gateway.do", Reply(body=alipay_signed_response(
         "alipay_open_public_message_custom_send_response", {"code": "10000", "msg": "Success"}, alipay_keys.private_pem,
     )))
-    with override_settings(
-        **platform_server.settings(), ALIPAY_APP_ID="2021000000000001", ALIPAY_APP_PRIVATE_KEY=app_keys.private_pem,
-        ALIPAY_PUBLIC_KEY=alipay_keys.public_pem, PLATFORM_TIMEOUT_SECONDS=2,
-    ):
-        yield Gateway(client, platform_server, app_keys, alipay_keys, django_capture_on_commit_callbacks)
+    values = {
+        **platform_server.settings(), "ALIPAY_APP_ID": "2021000000000001", "ALIPAY_APP_PRIVATE_KEY": app_keys.private_pem,
+        "ALIPAY_PUBLIC_KEY": alipay_keys.public_pem, "PLATFORM_TIMEOUT_SECONDS": 2,
+    }
+    for name, value in values.items():
+        setattr(settings, name, value)
+    return Gateway(client, platform_server, app_keys, alipay_keys, django_capture_on_commit_callbacks)
 
 
 class Gateway:

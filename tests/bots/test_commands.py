@@ -9,7 +9,7 @@ from django.utils import timezone
 from bots import commands
 from bots.commands import COMMANDS, Context, command_for_text, lang_of, normalise
 from members import ledger
-from members.checkin import checkin
+from members.checkin import CheckinCode, Proof, checkin
 from members.models import Member
 from tests.factories import make_member, make_plaza
 
@@ -61,9 +61,10 @@ def test_points_shows_the_tier():
 
 def test_checkin_scan_then_again_the_same_day():
     member, plaza = make_member(), make_plaza()
-    first = commands.checkin_scan(ctx(member, plaza=plaza))
+    code = CheckinCode(plaza=plaza, proof=Proof.PERMANENT)
+    first = commands.checkin_scan(ctx(member, plaza=plaza, checkin_code=code))
     assert "+10 积分" in first and "已连续签到 1 天" in first
-    assert f"您今天已在{plaza.name}签到过了" in commands.checkin_scan(ctx(member, plaza=plaza))
+    assert f"您今天已在{plaza.name}签到过了" in commands.checkin_scan(ctx(member, plaza=plaza, checkin_code=code))
     assert ledger.member_points_balance(member=member) == 10
 
 

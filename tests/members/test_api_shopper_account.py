@@ -79,6 +79,7 @@ def test_me_shows_number_points_tier_and_profile(member, shopper):
     assert response.json() == {
         "member_no": member.member_no,
         "points_balance": 340,
+        "points_pending": 0,
         "points_expiring_30d": 40,
         "tier": "standard",
         "tier_name": "普卡",

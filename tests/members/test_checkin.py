@@ -59,7 +59,7 @@ def test_a_missed_day_restarts_the_streak():
 def test_checkin_token_round_trips_and_refuses_forgeries():
     plaza = make_plaza()
     token = checkin.checkin_token_make(plaza=plaza)
-    assert checkin.checkin_token_read(token) == plaza
+    assert checkin.checkin_token_read(token) == checkin.CheckinCode(plaza=plaza, proof=checkin.Proof.PERMANENT)
     for bad in [token[:-2] + "xx", "", "abc", token + "x"]:
         with pytest.raises(checkin.CheckinTokenInvalid) as exc:
             checkin.checkin_token_read(bad)

@@ -21,6 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from members import ledger, services
+from tests.concurrency import race
 from members.models import Account, Entry, Lot, Member, Merchant, Plaza, PointsTransaction, Store, Tier
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,41 +37,6 @@ LOCK_NOT_AVAILABLE = "55P03"
 
 
 # --- racing threads ---------------------------------------------------------------
-
-
-def race(calls, *, session_sql=()):
-    """Run each of ``calls`` in its own thread and connection, all released at once.
-
-    Returns, in order, what each call returned or the exception it raised. Each
-    thread opens its connection (and runs ``session_sql`` on it) before the start
-    line, so that connecting does not stagger the start, and closes it at the end.
-    """
-    start_line = threading.Barrier(len(calls))
-    outcomes = [None] * len(calls)
-
-    def run(i, call):
-        started = False
-        try:
-            with connection.cursor() as cursor:
-                for sql in session_sql:
-                    cursor.execute(sql)
-            start_line.wait(timeout=30)
-            started = True
-            outcomes[i] = call()
-        except BaseException as exc:  # noqa: BLE001 — the outcome is what the test inspects
-            if not started:
-                start_line.abort()
-            outcomes[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, call), name=f"race-{i}") for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a racing thread never finished"
-    return outcomes
 
 
 def in_own_connection(call):
@@ -151,7 +117,10 @@ def assert_ledger_invariants():
     mismatched = list(
         PointsTransaction.objects.annotate(
             wallet_delta=Coalesce(
-                Sum("entries__amount", filter=Q(entries__account__kind=Account.Kind.WALLET, entries__account__member=F("member"))),
+                Sum("entries__amount", filter=(
+                    Q(entries__account__kind=Account.Kind.WALLET, entries__account__member=F("member"))
+                    | Q(entries__account__kind=Account.Kind.PENDING, entries__member=F("member"))
+                )),
                 0,
             )
         )
@@ -163,7 +132,7 @@ def assert_ledger_invariants():
     entries = dict(
         Entry.objects.filter(account__kind=Account.Kind.WALLET).values_list("account_id").annotate(s=Sum("amount"))
     )
-    lots = dict(Lot.objects.values_list("account_id").annotate(s=Sum("remaining")))
+    lots = dict(Lot.objects.filter(status=Lot.Status.AVAILABLE).values_list("account_id").annotate(s=Sum("remaining")))
     for wallet_id, balance in Account.objects.filter(kind=Account.Kind.WALLET).values_list("pk", "balance"):
         assert balance >= 0, f"wallet #{wallet_id} is negative: {balance}"
         assert balance == entries.get(wallet_id, 0) == lots.get(wallet_id, 0), (
@@ -314,7 +283,7 @@ def test_one_key_raced_for_different_members_makes_one_transaction(shop):
 @needs_postgres
 def test_concurrent_earns_at_one_merchant_never_wait_on_its_rows(shop):
     members = [new_member() for _ in range(50)]
-    # Half of them on 银卡 (1.2×), so that the mall's promotions account is written too.
+    # Half of them on 银卡 (1.2×), so that the mall's promotions and pending accounts are written too.
     # There is no tier service yet (tiers are recomputed by a nightly task), hence the update.
     silver = Tier.objects.get(code="silver")
     Member.objects.filter(pk__in=[m.pk for m in members[::2]]).update(tier=silver)
@@ -325,6 +294,7 @@ def test_concurrent_earns_at_one_merchant_never_wait_on_its_rows(shop):
         Account.objects.filter(kind=Account.Kind.MERCHANT_FUNDING, merchant_id=shop.merchant_id),
         Account.objects.filter(kind=Account.Kind.MERCHANT_ACCEPTANCE, merchant_id=shop.merchant_id),
         Account.objects.filter(kind=Account.Kind.PROMOTIONS),
+        Account.objects.filter(kind=Account.Kind.PENDING),
     ]
 
     # Another session holds the merchant's rows the way an UPDATE of them would (a
@@ -336,7 +306,8 @@ def test_concurrent_earns_at_one_merchant_never_wait_on_its_rows(shop):
         outcomes = race(
             [
                 (lambda member=member, i=i: ledger.points_earn(
-                    member=member, store=shop, amount_fen=10_000, idempotency_key=f"api:{shop.merchant_id}:e{i}"
+                    member=member, store=shop, amount_fen=10_000, idempotency_key=f"api:{shop.merchant_id}:e{i}",
+                    member_present=True,
                 ))
                 for i, member in enumerate(members)
             ],
@@ -347,7 +318,8 @@ def test_concurrent_earns_at_one_merchant_never_wait_on_its_rows(shop):
 
     assert errors_of(outcomes) == []
     assert len(transactions_of(outcomes)) == 50
-    assert [balance(m) for m in members] == [120, 100] * 25
+    assert [balance(m) for m in members] == [100, 100] * 25
+    assert [ledger.member_points_pending(member=m) for m in members] == [20, 0] * 25  # the mall's share, pending
     funding, promotions = merchant_rows[3].get(), merchant_rows[5].get()
     assert Entry.objects.filter(account=funding).aggregate(s=Sum("amount"))["s"] == -100 * 50
     assert Entry.objects.filter(account=promotions).aggregate(s=Sum("amount"))["s"] == -20 * 25
@@ -440,4 +412,28 @@ def test_concurrent_give_backs_of_a_redemption_never_exceed_it(shop):
     given_back = Lot.objects.filter(transaction__reverses=redemption)
     assert given_back.filter(expires_at=first.expires_at).aggregate(s=Sum("amount"))["s"] == 30
     assert given_back.filter(expires_at=second.expires_at).aggregate(s=Sum("amount"))["s"] == 20
+    assert_ledger_invariants()
+
+
+# --- merges racing the writes of the merged member ------------------------------------------
+
+
+def test_purchases_racing_a_merge_all_land_with_the_survivor(shop):
+    """Eight earns for the duplicate race its merge: none may stay in the merged wallet."""
+    from members import identity
+
+    for attempt in range(3):
+        survivor, duplicate = new_member(), new_member()
+        earns = [
+            (lambda n=n: ledger.points_earn(
+                member=duplicate, store=shop, amount_fen=10_000, idempotency_key=f"merge-race:{attempt}:{n}"))
+            for n in range(8)
+        ]
+        merge = lambda: identity.member_merge(source=duplicate, target=survivor, reason="race")  # noqa: E731
+        outcomes = race([merge, *earns])
+        assert not errors_of(outcomes), errors_of(outcomes)
+        assert balance(duplicate) == 0
+        assert balance(survivor) == 8 * 100
+        assert not Lot.objects.filter(member=duplicate, remaining__gt=0).exists()
+        assert Member.objects.get(pk=duplicate.pk).status == Member.Status.MERGED
     assert_ledger_invariants()

@@ -1,11 +1,13 @@
 from datetime import timedelta
 
 import pytest
+import time_machine
+from django.contrib.auth.models import User
 from django.db.models import Sum
 from django.utils import timezone
 
-from members import ledger
-from members.models import Account, Member, Merchant, PointsTransaction
+from members import ledger, tasks
+from members.models import Account, Lot, Member, Merchant, PointsTransaction
 from tests.factories import assert_ledger_invariants, make_member, make_store
 
 pytestmark = pytest.mark.django_db
@@ -44,13 +46,73 @@ def test_earn_below_one_point_records_the_purchase_with_no_entries():
     assert ledger.member_points_balance(member=member) == 0
 
 
-def test_tier_multiplier_extra_is_funded_by_the_mall():
+def test_tier_multiplier_extra_is_funded_by_the_mall_and_pending():
     store, member = make_store(earn_rate_bp=100), make_member(tier_code="gold")  # 1.5×
-    txn = ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="k")
+    txn = ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="k", member_present=True)
     assert txn.points == 150
     assert entries_sum(funding_of(store.merchant)) == -100
     assert entries_sum(Account.objects.get(kind=Account.Kind.PROMOTIONS)) == -50
+    # The mall's 50 wait out the refund window: not spendable, shown as pending.
+    assert ledger.member_points_balance(member=member) == 100
+    assert ledger.member_points_pending(member=member) == 50
+    pending = txn.lots.get(status=Lot.Status.PENDING)
+    assert pending.releases_at == txn.created_at + timedelta(days=7) and pending.merchant_id == store.merchant_id
     assert_ledger_invariants()
+
+
+def test_a_sale_booked_without_the_shopper_earns_no_mall_funded_points():
+    store, member = make_store(earn_rate_bp=100), make_member(tier_code="black")  # 2×
+    txn = ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="k")
+    assert txn.points == 100
+    assert ledger.member_points_pending(member=member) == 0
+    assert entries_sum(Account.objects.get(kind=Account.Kind.PROMOTIONS)) == 0
+    assert_ledger_invariants()
+
+
+def test_pending_points_are_released_after_the_hold_and_then_spendable():
+    store, member = make_store(earn_rate_bp=100), make_member(tier_code="gold")
+    ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="k", member_present=True)
+    with pytest.raises(ledger.InsufficientPoints):
+        ledger.points_redeem(member=member, store=store, points=101, idempotency_key="early")
+    assert tasks.points_release_due() == 0  # not yet
+    with time_machine.travel(timezone.now() + timedelta(days=7, seconds=1)):
+        assert tasks.points_release_due() == 1
+        assert tasks.points_release_due() == 0  # safe to run twice
+        assert ledger.member_points_balance(member=member) == 150
+        assert ledger.member_points_pending(member=member) == 0
+        ledger.points_redeem(member=member, store=store, points=150, idempotency_key="spend")
+    assert_ledger_invariants()
+
+
+def test_a_merchant_over_its_daily_cap_has_the_rest_held_for_staff(settings):
+    settings.MERCHANT_MALL_POINTS_DAILY_CAP = 60
+    store, member = make_store(earn_rate_bp=100), make_member(tier_code="gold")
+    for n in range(3):  # 50 mall-funded points each
+        ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key=f"k{n}", member_present=True)
+    with time_machine.travel(timezone.now() + timedelta(days=8)):
+        assert tasks.points_release_due() == 1
+    assert ledger.member_points_pending(member=member) == 100
+    held = Lot.objects.filter(status=Lot.Status.HELD)
+    assert held.count() == 2 and {lot.merchant_id for lot in held} == {store.merchant_id}
+    # Staff look: one released by hand, one cancelled (back to the mall).
+    staff = User.objects.create_user("ops", is_staff=True)
+    first, second = held.order_by("pk")
+    assert ledger.points_release_lot(lot=first, operator=staff) is not None
+    cancel = ledger.points_cancel_lot(lot=second, operator=staff, reason="fake sale")
+    assert cancel.points == -50
+    assert ledger.member_points_balance(member=member) == 400
+    assert ledger.member_points_pending(member=member) == 0
+    assert_ledger_invariants()
+
+
+def test_a_sale_above_the_merchant_limit_is_refused():
+    store, member = make_store(), make_member()
+    store.merchant.max_sale_fen = 50_000
+    store.merchant.save()
+    with pytest.raises(ledger.SaleAmountOverLimit) as exc:
+        ledger.points_earn(member=member, store=store, amount_fen=50_001, idempotency_key="k")
+    assert exc.value.code == "sale_amount_over_limit"
+    assert not PointsTransaction.objects.exists()
 
 
 def test_point_value_setting_divides_points(settings):

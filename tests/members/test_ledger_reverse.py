@@ -1,10 +1,11 @@
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.db.models import Sum
 from django.utils import timezone
 
-from members import ledger
+from members import ledger, tasks
 from members.models import Account, Lot
 from tests.factories import assert_ledger_invariants, make_member, make_store
 
@@ -71,12 +72,29 @@ def test_refund_takes_back_the_purchase_own_points_first():
 
 def test_refund_returns_the_mall_share_first_when_points_were_spent():
     store, member = make_store(earn_rate_bp=100), make_member(tier_code="gold")
-    earn = ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="e")  # 100 + 50 extra
-    ledger.points_redeem(member=member, store=store, points=120, idempotency_key="spend")
-    rev = ledger.points_reverse(original=earn, amount_fen=10_000, idempotency_key="r")
+    earn = ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="e", member_present=True)  # 100 + 50 extra
+    with time_machine.travel(timezone.now() + timedelta(days=8)):
+        tasks.points_release_due()
+        ledger.points_redeem(member=member, store=store, points=120, idempotency_key="spend")
+        rev = ledger.points_reverse(original=earn, amount_fen=10_000, idempotency_key="r")
     assert rev.points == -30 and rev.shortfall == 120
     assert total(Account.Kind.PROMOTIONS) == -20  # the mall got 30 of its 50 back
     assert total(Account.Kind.MERCHANT_FUNDING, store.merchant) == -100
+    assert_ledger_invariants()
+
+
+def test_refund_inside_the_hold_cancels_the_pending_points_first():
+    store, member = make_store(earn_rate_bp=100), make_member(tier_code="gold")
+    earn = ledger.points_earn(member=member, store=store, amount_fen=10_000, idempotency_key="e", member_present=True)
+    ledger.points_redeem(member=member, store=store, points=100, idempotency_key="spend")  # all that is spendable
+    rev = ledger.points_reverse(original=earn, amount_fen=5_000, idempotency_key="r1")  # target 75
+    assert rev.points == -50 and rev.shortfall == 25  # the 50 pending cancelled; 25 were spent
+    assert ledger.member_points_pending(member=member) == 0
+    assert total(Account.Kind.PROMOTIONS) == 0  # the mall is whole
+    rev2 = ledger.points_reverse(original=earn, amount_fen=5_000, idempotency_key="r2")
+    assert rev2.points == 0 and rev2.shortfall == 75
+    with time_machine.travel(timezone.now() + timedelta(days=8)):
+        assert tasks.points_release_due() == 0  # nothing left to release
     assert_ledger_invariants()
 
 

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from members import ledger
 from members.models import Member
-from tests.factories import assert_ledger_invariants, make_member, make_store
+from tests.factories import assert_ledger_invariants, make_member
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +39,7 @@ def test_transfer_of_part_refuses_more_than_the_balance():
     assert ledger.member_points_balance(member=a) == 10
 
 
-def test_transfer_to_self_or_to_a_merged_member_is_refused():
+def test_transfer_to_self_is_refused_and_to_a_merged_member_reaches_the_survivor():
     a, b = make_member(), make_member()
     ledger.points_grant(member=a, points=10, reason="x", idempotency_key="g")
     with pytest.raises(ledger.ApplicationError) as exc:
@@ -47,9 +47,11 @@ def test_transfer_to_self_or_to_a_merged_member_is_refused():
     assert exc.value.code == "same_member"
     c = make_member()
     Member.objects.filter(pk=b.pk).update(status=Member.Status.MERGED, merged_into=c)
-    with pytest.raises(ledger.MemberNotActive):
-        ledger.points_transfer(source=a, target=b, reason="x", idempotency_key="t2")
-    assert ledger.member_points_balance(member=a) == 10
+    txn = ledger.points_transfer(source=a, target=b, reason="x", idempotency_key="t2")
+    assert txn.counterparty_id == c.pk
+    assert ledger.member_points_balance(member=a) == 0
+    assert ledger.member_points_balance(member=b) == 0
+    assert ledger.member_points_balance(member=c) == 10
 
 
 def test_adjust_credits_and_debits_with_operator_and_reason(staff):
@@ -88,4 +90,24 @@ def test_grant_is_funded_by_promotions_and_refuses_bad_points():
     assert txn.entries.get(account__kind="promotions").amount == -10
     with pytest.raises(ledger.InvalidPoints):
         ledger.points_grant(member=member, points=0, reason="x", idempotency_key="g0")
+    assert_ledger_invariants()
+
+
+def test_a_merge_moves_lots_past_their_expiry_that_the_sweep_has_not_reached():
+    """The survivor must not pay, at the next sweep, for the merged member's due points."""
+    import time_machine
+
+    from members import identity, tasks
+
+    survivor, duplicate = make_member(), make_member()
+    ledger.points_grant(member=survivor, points=30, reason="x", idempotency_key="s")
+    ledger.points_grant(member=duplicate, points=100, reason="x", idempotency_key="d1",
+                        expires_at=timezone.now() + timedelta(days=1))
+    ledger.points_grant(member=duplicate, points=400, reason="x", idempotency_key="d2")
+    with time_machine.travel(timezone.now() + timedelta(days=2)):
+        identity.member_merge(source=duplicate, target=survivor, reason="same person")
+        assert ledger.member_points_balance(member=duplicate) == 0
+        assert ledger.member_points_balance(member=survivor) == 530
+        assert tasks.points_expire_due() == 1  # the 100 that were due, now the survivor's, and only those
+        assert ledger.member_points_balance(member=survivor) == 430
     assert_ledger_invariants()

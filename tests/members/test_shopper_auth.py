@@ -14,7 +14,6 @@ from members.auth import (
     ShopperBanned,
     ShopperTokenExpired,
     ShopperTokenInvalid,
-    ShopperTokenRevoked,
     shopper_token_issue,
     shopper_token_read,
 )
@@ -94,7 +93,7 @@ def test_a_token_of_another_format_version_is_refused(member):
             shopper_token_read(token=signer.sign_object(payload))
 
 
-def test_a_token_of_a_merged_member_is_revoked_and_of_a_banned_member_refused(member):
+def test_a_token_of_a_merged_member_speaks_for_the_survivor_and_of_a_banned_member_refused(member):
     token = shopper_token_issue(member=member).token
     survivor = make_member()
 
@@ -104,8 +103,7 @@ def test_a_token_of_a_merged_member_is_revoked_and_of_a_banned_member_refused(me
 
     Member.objects.filter(pk=member.pk).update(status=Member.Status.ACTIVE)
     identity.member_merge(source=member, target=survivor, reason="test")
-    with pytest.raises(ShopperTokenRevoked):
-        shopper_token_read(token=token)
+    assert shopper_token_read(token=token).pk == survivor.pk
 
 
 # --- through the API ----------------------------------------------------------------------
@@ -194,8 +192,10 @@ def test_a_banned_members_existing_token_is_403_member_banned(member):
     assert_error(get_me(f"Bearer {token}"), 403, "member_banned")
 
 
-def test_a_merged_members_token_is_401_token_revoked(member):
+def test_a_merged_members_token_keeps_working_as_the_survivor(member):
     token = shopper_token_issue(member=member).token
-    identity.member_merge(source=member, target=make_member(), reason="test")
+    survivor = make_member()
+    identity.member_merge(source=member, target=survivor, reason="test")
 
-    assert_error(get_me(f"Bearer {token}"), 401, "token_revoked")
+    response = get_me(f"Bearer {token}")
+    assert response.status_code == 200 and response.json()["member_no"] == survivor.member_no

@@ -1,10 +1,12 @@
 """Staff print a plaza's check-in QR and a store's payment QR from the admin."""
 
 import re
+from datetime import datetime, time, timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
+from django.utils import timezone
 
 from members import checkin
 from tests.factories import make_plaza, make_store
@@ -33,7 +35,12 @@ def test_plaza_print_page_shows_its_check_in_qr_name_and_link(client, staff):
     assert plaza.name in page
     [src] = qr_links(page)
     token = src.split("/")[4].removesuffix(".svg")
-    assert checkin.checkin_token_read(token) == plaza
+    code = checkin.checkin_token_read(token)
+    # A printed link expires: by default after CHECKIN_PRINTED_LINK_DAYS, through the last local day.
+    assert code.plaza == plaza and code.proof == checkin.Proof.PRINTED
+    last_day = timezone.localdate() + timedelta(days=checkin.printed_link_days() - 1)
+    assert timezone.localtime(code.expires_at) == timezone.make_aware(datetime.combine(last_day + timedelta(days=1), time()))
+    assert f"有效期至 {last_day:%Y-%m-%d}" in page and f"Valid until {last_day:%Y-%m-%d}" in page
     assert f"http://testserver{reverse('h5:checkin', args=[token])}" in page
     assert "扫码签到" in page and "Scan to check in" in page  # bilingual, whatever the staff's language
     image = client.get(src)

@@ -12,7 +12,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def manage(*args, **env):
-    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "O2O_SANDBOX", "ALLOWED_HOSTS"}}
+    clean = {
+        k: v for k, v in os.environ.items()
+        if k not in {"DEBUG", "SECRET_KEY", "SECRET_KEY_FALLBACKS", "O2O_SANDBOX", "ALLOWED_HOSTS", "DJANGO_SETTINGS_MODULE"}
+    }
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120
     )
@@ -24,8 +27,56 @@ def test_refuses_to_start_with_debug_off_and_no_secret_key():
     assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
 
 
+def test_with_no_environment_at_all_debug_is_off_and_nothing_starts():
+    """The unsafe default was DEBUG on with a SECRET_KEY written in the code."""
+    result = manage("check")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+def test_refuses_to_start_with_debug_off_and_no_allowed_hosts():
+    result = manage("check", DEBUG="0", SECRET_KEY=secrets.token_urlsafe(60))
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS must be set when DEBUG is off" in result.stderr
+
+
+def test_the_demo_key_is_random_per_machine_and_not_in_the_code(tmp_path):
+    code = "from django.conf import settings; print(settings.SECRET_KEY, settings.DEBUG, settings.O2O_SANDBOX)"
+    first = manage("shell", "--no-imports", "-c", code, DEBUG="1", O2O_VAR_DIR=str(tmp_path))
+    again = manage("shell", "--no-imports", "-c", code, DEBUG="1", O2O_VAR_DIR=str(tmp_path))
+    other = manage("shell", "--no-imports", "-c", code, DEBUG="1", O2O_VAR_DIR=str(tmp_path / "other"))
+    key, debug, sandbox = first.stdout.split()
+    assert (debug, sandbox) == ("True", "True")
+    assert len(key) >= 50 and again.stdout.split()[0] == key  # made once, kept in var/
+    assert other.stdout.split()[0] != key
+    assert key not in (ROOT / "o2o_site" / "settings.py").read_text()
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_old_keys_can_be_kept_for_rotation():
+    code = "from django.conf import settings; print(settings.SECRET_KEY_FALLBACKS)"
+    result = manage("shell", "--no-imports", "-c", code, DEBUG="1", SECRET_KEY="new-" + "k" * 50,
+                    SECRET_KEY_FALLBACKS="old-one-" + "a" * 50 + ", old-two-" + "b" * 50)
+    assert result.stdout.strip() == str(["old-one-" + "a" * 50, "old-two-" + "b" * 50]), result.stderr
+
+
+@pytest.mark.django_db
+def test_a_shopper_token_signed_with_the_previous_key_still_verifies_after_rotation(settings):
+    from members.auth import shopper_token_issue, shopper_token_read
+    from tests.factories import make_member
+
+    member = make_member()
+    old_key = settings.SECRET_KEY
+    token = shopper_token_issue(member=member).token
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "rotated-" + "r" * 50, [old_key]
+    assert shopper_token_read(token=token).pk == member.pk
+    settings.SECRET_KEY_FALLBACKS = []
+    with pytest.raises(Exception):
+        shopper_token_read(token=token)
+
+
 def test_refuses_sandbox_with_debug_off():
-    result = manage("check", DEBUG="0", SECRET_KEY=secrets.token_urlsafe(60), O2O_SANDBOX="1")
+    result = manage("check", DEBUG="0", SECRET_KEY=secrets.token_urlsafe(60), ALLOWED_HOSTS="mall.example.com", O2O_SANDBOX="1")
     assert result.returncode != 0
     assert "O2O_SANDBOX is refused when DEBUG is off" in result.stderr
 
@@ -47,5 +98,5 @@ def test_a_malformed_boolean_is_an_error_not_a_guess():
 @pytest.mark.parametrize("name", ["WECHAT_API_BASE_URL", "WECHAT_PAY_API_BASE_URL", "ALIPAY_GATEWAY_URL"])
 def test_platform_base_urls_come_from_the_environment(name):
     code = f"from django.conf import settings; print(settings.{name})"
-    result = manage("shell", "--no-imports", "-c", code, **{name: "http://127.0.0.1:9/fake/"})
+    result = manage("shell", "--no-imports", "-c", code, DEBUG="1", **{name: "http://127.0.0.1:9/fake/"})
     assert result.stdout.strip() == "http://127.0.0.1:9/fake/", result.stderr

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 from django.test import Client
 
-from members import codes, ledger, services
+from members import codes, ledger, services, spend
 from members.models import Member, Merchant, MerchantApiKey, Plaza, Store
 from tests.factories import make_member, make_plaza
 
@@ -26,6 +26,7 @@ class Api:
     def __init__(self, raw_key: str | None, *, client: Client | None = None):
         self.raw_key = raw_key
         self.client = client or Client()
+        self._tokens: dict = {}
 
     def _auth(self, headers: dict | None) -> dict:
         merged = {}
@@ -52,10 +53,12 @@ class Api:
     # The operations, with the body a POS sends.
 
     def purchase(self, *, store_code: str, amount_fen: int, member: Member | None = None, member_code: str | None = None,
-                 order_ref: str | None = None, key=None):
+                 member_no: str | None = None, order_ref: str | None = None, key=None):
         body = {"store_code": store_code, "amount_fen": amount_fen}
         if member_code is not None:
             body["member_code"] = member_code
+        elif member_no is not None:
+            body["member_no"] = member_no
         elif member is not None:
             body["member_no"] = member.member_no
         if order_ref is not None:
@@ -66,15 +69,32 @@ class Api:
         return self.post(f"/api/v1/purchases/{purchase_id}/refunds/", {"amount_fen": amount_fen}, key=key)
 
     def redeem(self, *, store_code: str, points: int, member: Member | None = None, member_code: str | None = None,
-               key=None, order_ref: str | None = None):
+               redemption_token: str | None = None, member_no: str | None = None, key=None, order_ref: str | None = None):
+        """Pay with points. ``member=`` stands for a shopper who confirmed the spend in the app: a
+        redemption token for this store (one per member, store, points and key, so a retry sends
+        the same body; a request without a key gets a fresh token); ``member_code=`` is a scanned
+        code; ``member_no=`` is the attack."""
         body = {"store_code": store_code, "points": points}
         if member_code is not None:
             body["member_code"] = member_code
+        elif redemption_token is not None:
+            body["redemption_token"] = redemption_token
+        elif member_no is not None:
+            body["member_no"] = member_no
         elif member is not None:
-            body["member_no"] = member.member_no
+            body["redemption_token"] = self.confirmed_token(member, store_code, points, key)
         if order_ref is not None:
             body["order_ref"] = order_ref
         return self.post("/api/v1/redemptions/", body, key=key)
+
+    def confirmed_token(self, member: Member, store_code: str, points, key=None) -> str:
+        cache_key = (member.pk, store_code, repr(points), repr(key))
+        if key is None or cache_key not in self._tokens:
+            store = Store.objects.filter(code=store_code).first()
+            if store is None:
+                return "rt_no-such-store"
+            self._tokens[cache_key] = spend.spend_token_issue(member=member, store=store, max_points=10**9).token
+        return self._tokens[cache_key]
 
     def refund_redemption(self, redemption_id: int, points: int, *, key=None):
         return self.post(f"/api/v1/redemptions/{redemption_id}/refunds/", {"points": points}, key=key)

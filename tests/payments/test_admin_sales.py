@@ -1,7 +1,7 @@
 import pytest
 from django.urls import reverse
 
-from members import ledger
+from members import ledger, spend
 from payments import services
 from tests.factories import make_member, make_store
 
@@ -15,7 +15,10 @@ def sale():
         merchant=store.merchant, store=store, member=member, amount_fen=10_000, idempotency_key="p", order_ref="A1"
     )
     services.purchase_refund(purchase=purchase, amount_fen=1_000, idempotency_key="r")
-    redemption = services.redemption_record(merchant=store.merchant, store=store, member=member, points=20, idempotency_key="d")
+    token = spend.spend_token_issue(member=member, store=store, max_points=20).token
+    redemption = services.redemption_record(
+        merchant=store.merchant, store=store, member=None, points=20, idempotency_key="d", redemption_token=token
+    )
     services.redemption_refund(redemption=redemption, points=5, idempotency_key="dr")
     return purchase, redemption
 

@@ -6,7 +6,6 @@ what the migrations seed (tiers, the mall's accounts) before each test.
 """
 
 import json
-import threading
 
 import pytest
 from django.db import connection
@@ -15,6 +14,7 @@ from django.test import Client
 from members.models import PointsTransaction
 from payments.models import ApiRequest, Purchase, PurchaseRefund, Redemption
 from tests.factories import assert_ledger_invariants, make_member
+from tests.concurrency import race_all_succeed
 from tests.payments.conftest import Api, balance, grant
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,33 +27,12 @@ def postgres_only(test):
 
 
 def race(raw_key: str, calls):
-    """Run each ``call(api)`` in its own thread with its own Client, all released at once.
-
-    Returns what each returned (a response), or the exception it raised.
-    """
-    start_line = threading.Barrier(len(calls))
-    outcomes = [None] * len(calls)
-
-    def run(i, call):
-        api = Api(raw_key, client=Client(raise_request_exception=False))
-        try:
-            connection.ensure_connection()  # connect before the start line, so connecting does not stagger the start
-            start_line.wait(timeout=30)
-            outcomes[i] = call(api)
-        except BaseException as exc:  # noqa: BLE001 — the outcome is what the test inspects
-            start_line.abort()
-            outcomes[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, call), name=f"api-race-{i}") for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a racing request never finished"
-    failures = [o for o in outcomes if isinstance(o, BaseException)]
-    assert not failures, failures
+    """Run each ``call(api)`` in its own thread with its own Client, all released at once;
+    what each returned (a response). None raised, none is a 5xx."""
+    outcomes = race_all_succeed(
+        [lambda call=call: call(Api(raw_key, client=Client(raise_request_exception=False))) for call in calls],
+        name="api-race",
+    )
     server_errors = [(o.status_code, o.content[:300]) for o in outcomes if o.status_code >= 500]
     assert not server_errors, server_errors
     return outcomes

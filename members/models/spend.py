@@ -1,0 +1,41 @@
+"""What authorises spending a member's points: the shopper, never a bare member number.
+
+A spend is authorised either by a member code scanned at the till (one spend per code,
+up to REDEEM_CODE_MAX_POINTS) or by a redemption the shopper confirmed in the
+mini-program / H5 page (a ``redemption_token`` bound to member, store and a maximum).
+Each authorisation is a row here, used at most once: a scanned code's row is written
+when it is spent, a token's row when the shopper confirms and ``used_at`` when spent.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+from members.models.members import Member
+from members.models.tenants import Store
+
+
+class SpendAuthorization(models.Model):
+    class Kind(models.TextChoices):
+        MEMBER_CODE = "member_code", "Scanned member code"
+        TOKEN = "token", "Redemption confirmed by the shopper"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # SHA-256 of the code or token: the row is found by it, the secret is never stored.
+    key_hash = models.CharField(max_length=64, unique=True)
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="spend_authorizations")
+    # Tokens name the store they may be spent at; a scanned code is at the till that scanned it.
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    max_points = models.BigIntegerField()
+    expires_at = models.DateTimeField(db_index=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "spend authorisation"
+        constraints = [
+            models.CheckConstraint(condition=Q(max_points__gt=0), name="spend_authorization_max_positive"),
+            models.CheckConstraint(condition=~Q(kind="token") | Q(store__isnull=False), name="spend_token_names_store"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} for member #{self.member_id} (≤ {self.max_points})"
