@@ -474,9 +474,10 @@ def points_reverse(
 
     Earn: takes back the purchase's points in proportion to the amount refunded, so
     partial refunds add up exactly to the points earned. Mall-funded points still
-    pending are cancelled first; then the wallet, never below zero: what the member has
-    already spent is the ``shortfall``, borne by the funding merchant (its funding
-    account is not credited for it); the mall's share is made whole first.
+    pending are cancelled first; then what is left of the purchase's own lots, never
+    below zero: what the member has already spent of them is the ``shortfall``, borne
+    by the funding merchant (its funding account is not credited for it); the mall's
+    share is made whole first. Other points of the member are not touched.
     Redeem: gives ``points`` back, as new lots with the expiry dates they were taken from.
     A merged member's purchase or redemption acts on the member it was merged into.
     """
@@ -533,7 +534,14 @@ def _reverse_earn_body(original, key, request_hash, amount_fen, reason):
             pending_legs.append((_system_account(Account.Kind.PENDING), -give, lot, member_id))
             cancelled += give
         rest = target - cancelled
-        take = min(rest, _spendable(wallet, now))
+        # Only what is left of the purchase's own points (wherever a merge carried them):
+        # the rest was spent, and is the shortfall. Taking other points would tell the
+        # refunding merchant the shopper's balance (it would be what was taken).
+        own_available = sum(
+            lot.remaining for lot in own_lots
+            if lot.status == Lot.Status.AVAILABLE and lot.member_id == member_id and lot.expires_at > now
+        )
+        take = min(rest, own_available)
         txn = _new_transaction(
             key=key, request_hash=request_hash, kind=Kind.REVERSE, member_id=member_id, points=-(cancelled + take),
             now=now, merchant=original.merchant, store=original.store, amount_fen=amount_fen,

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from core.errors import ApplicationError, Conflict, PermissionDenied
 from members import codes
-from members.models import Member, SpendAuthorization, Store
+from members.models import Member, MemberCodeScan, SpendAuthorization, Store
 
 TOKEN_PREFIX = "rt_"
 
@@ -37,9 +37,32 @@ class ShopperConfirmationRequired(PermissionDenied):
 
 
 class MemberCodeUsed(Conflict):
-    """This member code already paid once: ask the shopper to refresh their member card."""
+    """This member code was used already: ask the shopper to show a fresh one."""
 
     code = "member_code_used"
+
+
+def member_code_claim(*, code: str, member: Member, merchant, at: datetime | None = None) -> None:
+    """The first merchant to scan a member code holds it for the code's short life.
+
+    A code is shown at one till: another merchant presenting it (a photo of the screen,
+    a code passed on between shops) is refused with ``member_code_used``, whatever it
+    wants to do with it. Call outside any transaction (one autocommitted insert).
+    """
+    now = at or timezone.now()
+    key_hash = _hash(code.strip())
+    try:
+        with transaction.atomic():
+            MemberCodeScan.objects.create(
+                key_hash=key_hash, merchant=merchant, member=member, created_at=now,
+                expires_at=now + timedelta(seconds=codes.STEP_SECONDS + codes.GRACE_SECONDS),
+            )
+        return
+    except IntegrityError:
+        pass
+    holder = MemberCodeScan.objects.filter(key_hash=key_hash).values_list("merchant_id", flat=True).first()
+    if holder != merchant.pk:
+        raise MemberCodeUsed("This member code was scanned at another shop: ask the shopper to show a fresh one.")
 
 
 class RedemptionTokenInvalid(ApplicationError):
@@ -157,7 +180,9 @@ def spend_authorize(
 
 def spend_authorizations_purge(*, before: datetime | None = None) -> int:
     """Drop authorisations that can no longer be used and were never used (tokens the
-    shopper did not spend). Used ones stay: a redemption points at its own."""
+    shopper did not spend), and the scans of codes long expired. Used authorisations
+    stay: a redemption points at its own."""
     cutoff = before or timezone.now() - timedelta(days=1)
     deleted, _ = SpendAuthorization.objects.filter(used_at__isnull=True, expires_at__lt=cutoff).delete()
-    return deleted
+    scans, _ = MemberCodeScan.objects.filter(expires_at__lt=cutoff).delete()
+    return deleted + scans

@@ -122,7 +122,8 @@ class PurchaseCreateApi(MerchantApiView):
                 "400": MEMBER_ERRORS + "; idempotency_key_required: the header is missing or malformed",
                 "403": "member_not_active: banned; merchant_not_active: the store is closed",
                 "404": "store_not_found: not one of this merchant's stores; member_not_found: no such member",
-                "409": "idempotency_conflict: the key was used with another body; duplicate_order_ref: this order_ref was already booked",
+                "409": "idempotency_conflict: the key was used with another body; duplicate_order_ref: this order_ref was already booked; "
+                "member_code_used: another merchant scanned this code, ask the shopper for a fresh one",
                 **TOO_MANY_CODES,
             }),
         },
@@ -263,7 +264,7 @@ class RedemptionCreateApi(MerchantApiView):
                 "shopper confirms in the app; redemption_token_exceeded: more than the shopper confirmed",
                 "404": "store_not_found; member_not_found",
                 "409": "insufficient_points: the balance does not cover it, nothing changed (the answer tells the balance); "
-                "member_code_used: this code already paid, ask for a fresh one; redemption_token_used; idempotency_conflict",
+                "member_code_used: this code already paid, or another merchant scanned it, ask for a fresh one; redemption_token_used; idempotency_conflict",
                 **TOO_MANY_CODES,
             }),
         },

@@ -77,8 +77,10 @@ def api_request_once(
             status, body = run()
             ApiRequest.objects.create(merchant=merchant, key=key, request_hash=fingerprint, status_code=status, response=body)
             return status, body
-    except IntegrityError:
-        # A concurrent request with the same key committed first: answer as it did.
+    except (IntegrityError, ApplicationError):
+        # A concurrent request with the same key committed first: answer as it did. (Its
+        # effect may also have made this one fail a check, e.g. the scanned code it used
+        # up: a retry of a payment that went through must hear that it went through.)
         replay = api_request_replayed(merchant=merchant, key=key, fingerprint=fingerprint)
         if replay is None:
             raise

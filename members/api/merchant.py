@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 from core.api import error_responses
 from core.errors import ApplicationError, NotFound
 from core.ratelimit import guesses_counted
-from members import codes, ledger, services
+from members import codes, ledger, services, spend
 from members.identity import member_active
 from members.auth import IsActiveMerchant, MerchantCaller, MerchantKeyAuthentication, MerchantKeyThrottle
 from members.models import Member
@@ -90,6 +90,7 @@ def member_from(*, caller: MerchantCaller, data: dict) -> Member:
     """The active member a scanned code or a member number names (a merged one: its survivor)."""
     if data.get("member_code"):
         member = codes.member_code_check(code=data["member_code"], caller=caller.key.prefix)
+        spend.member_code_claim(code=data["member_code"], member=member, merchant=caller.merchant)
     else:
         # Member numbers are printed and shown in many places, so they are not secret, but
         # trying numbers at random is still counted and stopped, like wrong codes.
@@ -123,13 +124,15 @@ class MemberLookupApi(MerchantApiView):
         operation_id="members_lookup",
         summary="Look up the shopper behind a scanned member code",
         description="What a cashier needs and no more. Wrong codes count against the key: past 20 in 10 minutes "
-        "every code is refused with 429 too_many_invalid_codes.",
+        "every code is refused with 429 too_many_invalid_codes. A code belongs to the first merchant that scans it "
+        "(for its 90 seconds): another merchant gets 409 member_code_used.",
         parameters=[OpenApiParameter("code", str, OpenApiParameter.QUERY, required=True, description="The scanned member code.")],
         responses={
             200: OutputSerializer,
             **merchant_error_responses(
                 **{"400": MEMBER_ERRORS, "403": "member_not_active: banned or merged",
                    "404": "member_not_found: no such member",
+                   "409": "member_code_used: another merchant scanned this code; ask the shopper for a fresh one",
                    "429": "too_many_invalid_codes: too many wrong member codes"}
             ),
         },

@@ -139,6 +139,17 @@ class Migration(migrations.Migration):
             model_name='spendauthorization',
             constraint=models.CheckConstraint(condition=models.Q(models.Q(('kind', 'token'), _negated=True), ('store__isnull', False), _connector='OR'), name='spend_token_names_store'),
         ),
+        migrations.CreateModel(
+            name='MemberCodeScan',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('key_hash', models.CharField(max_length=64, unique=True)),
+                ('expires_at', models.DateTimeField(db_index=True)),
+                ('created_at', models.DateTimeField()),
+                ('member', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='members.member')),
+                ('merchant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='members.merchant')),
+            ],
+        ),
         migrations.AlterModelOptions(
             name='lot',
             options={'permissions': [('review_held_points', 'Can release or cancel points held for review')]},

@@ -1,7 +1,7 @@
 from members.models.ledger import Account, Entry, Lot, PointsTransaction
 from members.models.members import Checkin, Identity, Member, Tier, Visit
 from members.models.pushes import InboxMessage, MiniappSubscription, Push, PushTemplate
-from members.models.spend import SpendAuthorization
+from members.models.spend import MemberCodeScan, SpendAuthorization
 from members.models.tenants import Merchant, MerchantApiKey, Plaza, Store
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Identity",
     "Lot",
     "Member",
+    "MemberCodeScan",
     "Merchant",
     "MiniappSubscription",
     "MerchantApiKey",

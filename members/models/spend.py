@@ -39,3 +39,18 @@ class SpendAuthorization(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} for member #{self.member_id} (≤ {self.max_points})"
+
+
+class MemberCodeScan(models.Model):
+    """The merchant that first scanned a member code. A code shown at one till belongs to
+    that till for its short life: another merchant (a photo of the screen, a code passed
+    on) is refused. One row per code, written at the first scan."""
+
+    key_hash = models.CharField(max_length=64, unique=True)  # SHA-256 of the code
+    merchant = models.ForeignKey("members.Merchant", on_delete=models.CASCADE, related_name="+")
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"code of member #{self.member_id} scanned by merchant #{self.merchant_id}"

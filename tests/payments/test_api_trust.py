@@ -267,3 +267,61 @@ def test_trying_member_numbers_at_random_is_counted_and_stopped(shop, api, membe
 
     other = build_shop()
     assert other.api.purchase(store_code=other.store.code, amount_fen=100, member=member).status_code == 201
+
+
+# --- found by the black-box attack on this work --------------------------------------------------
+
+
+def test_a_code_scanned_at_one_shop_cannot_be_spent_or_used_at_another(shop, other_shop, api, rich_member):
+    code = code_for(rich_member)
+    assert api.purchase(store_code=shop.store.code, amount_fen=3_800, member_code=code).status_code == 201
+
+    stolen = other_shop.api.redeem(store_code=other_shop.store.code, points=900, member_code=code)
+
+    body = assert_error(stolen, 409, "member_code_used")
+    assert "points_balance" not in body
+    assert_error(other_shop.api.purchase(store_code=other_shop.store.code, amount_fen=100, member_code=code), 409, "member_code_used")
+    assert_error(other_shop.api.lookup(code), 409, "member_code_used")
+    assert balance(rich_member) == 1_038 and not Redemption.objects.exists()
+    # The shop that scanned it may still take one spend with it (the shopper pays part with points).
+    assert api.redeem(store_code=shop.store.code, points=38, member_code=code).status_code == 201
+
+
+def test_a_refund_takes_back_only_the_purchases_own_points_and_tells_no_balance(shop, api, member):
+    purchase = api.purchase(store_code=shop.store.code, amount_fen=100_000, member=member).json()  # 1,000 points
+    assert api.redeem(store_code=shop.store.code, points=1_000, member=member).status_code == 201
+    grant(member, 337)  # earned elsewhere: none of this merchant's business
+
+    refund = api.refund_purchase(purchase["id"], 100_000)
+
+    body = refund.json()
+    assert (body["points_reversed"], body["shortfall_points"], body["points_balance"]) == (0, 1_000, None)
+    assert balance(member) == 337
+    assert_ledger_invariants()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retries_of_one_spend_racing_each_other_all_hear_that_it_went_through(shop, api, rich_member):
+    """A till whose retry was told member_code_used would ask for a new code: the shopper pays twice."""
+    from tests.concurrency import race_all_succeed
+    from tests.payments.conftest import Api
+
+    code = code_for(rich_member)
+    body = {"member_code": code, "store_code": shop.store.code, "points": 7}
+    responses = race_all_succeed(
+        [lambda: Api(shop.raw_key).post("/api/v1/redemptions/", body, key="till-1:sale-9") for _ in range(10)]
+    )
+
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert balance(rich_member) == 993
+
+
+@pytest.mark.parametrize("path", ["/api/mp/v1/auth/demo/", "/api/mp/v1/auth/wechat/", "/api/v1/purchases/"])
+def test_json_nested_past_the_recursion_limit_is_a_400_not_a_500(client, shop, path):
+    deep = "[" * 5_000 + "]" * 5_000
+
+    response = client.post(path, data=deep, content_type="application/json",
+                           headers={"Authorization": f"Bearer {shop.raw_key}", "Idempotency-Key": "deep"})
+
+    assert_error(response, 400, "malformed_json")
