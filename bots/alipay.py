@@ -9,7 +9,11 @@ signature is refused (403) with nothing changed. ``biz_content`` is XML:
   service window is set up; answered with ``<success>true</success>`` and our app's
   public key in ``<biz_content>``;
 - ``alipay.mobile.public.message.notify``: ``follow`` / ``unfollow`` / ``enter`` /
-  ``click`` events and ``text`` messages from ``FromAlipayUserId``.
+  ``click`` events and ``text`` messages from ``FromAlipayUserId``: the sender's
+  user_id, or, from apps on Alipay's open_id standard (every app created since 2023),
+  their open_id, filed under its own identity channel (``alipay_channel_of``: a user_id
+  is digits, an open_id is not). FromAlipayUserId is the field Alipay documents for the
+  sender; no other field is read for it.
 
 Every answer is ``<alipay><response>…</response><sign>…</sign><sign_type>RSA2</sign_type>
 </alipay>``, the signature (app private key) covering the text inside ``<response>``.
@@ -59,7 +63,7 @@ from bots.inbound import (
 )
 from bots.models import InboundMessage
 from core.platforms import AliPayClient, alipay_client, alipay_configured
-from members.models import Identity
+from members.identity import alipay_channel_of
 
 SERVICE_CHECK = "alipay.service.check"
 SERVICE_NOTIFY = "alipay.mobile.public.message.notify"
@@ -69,13 +73,14 @@ _CHARSET_PARAM = re.compile(rb"(?:^|&)charset=([^&]*)")
 
 @dataclass(frozen=True)
 class AlipayMessage:
-    user_id: str  # FromAlipayUserId
+    user_id: str  # FromAlipayUserId: a user_id, or an open_id
     msg_type: str  # text, event, image …
     event: str  # follow, unfollow, enter, click, verifygw (lower case)
     action_param: str
     text: str
     create_time: str
     msg_id: str
+    identity_channel: str = ""  # Identity.Channel.ALIPAY_USER_ID or ALIPAY_OPEN_ID
 
 
 @csrf_exempt
@@ -149,7 +154,7 @@ def _message(biz_content: str) -> AlipayMessage:
     return AlipayMessage(
         user_id=user_id, msg_type=msg_type, event=event, action_param=fields.get("ActionParam", ""),
         text=root.findtext("Text/Content") or "", create_time=fields.get("CreateTime", ""),
-        msg_id=fields.get("MsgId", ""),
+        msg_id=fields.get("MsgId", ""), identity_channel=alipay_channel_of(user_id),
     )
 
 
@@ -191,14 +196,14 @@ def _said(message: AlipayMessage) -> Said:
 
 def _quick(request, message: AlipayMessage, said: Said) -> Answer | None:
     return dialogue_quick_answer(
-        request=request, channel="alipay", identity_channel=Identity.Channel.ALIPAY_USER_ID,
+        request=request, channel="alipay", identity_channel=message.identity_channel,
         external_id=message.user_id, said=said,
     )
 
 
 def _respond(request, message: AlipayMessage, said: Said) -> Answer:
     return dialogue_answer(
-        request=request, channel="alipay", identity_channel=Identity.Channel.ALIPAY_USER_ID,
+        request=request, channel="alipay", identity_channel=message.identity_channel,
         external_id=message.user_id, said=said,
     )
 

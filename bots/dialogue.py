@@ -166,6 +166,7 @@ _JOIN_CHANNEL = {
     Identity.Channel.WECHAT_OPENID: Member.Channel.WECHAT,
     Identity.Channel.MINIAPP_OPENID: Member.Channel.MINIAPP,
     Identity.Channel.ALIPAY_USER_ID: Member.Channel.ALIPAY,
+    Identity.Channel.ALIPAY_OPEN_ID: Member.Channel.ALIPAY,
 }
 
 

@@ -1,18 +1,31 @@
 """The bots' work in the task cluster: what is too slow for the platforms' reply deadlines,
-and the daily purge of old conversations. Each is safe to run twice."""
+and the daily purge of old conversations. Each is safe to run twice.
+
+One exception runs in the request: a new WeChat follower's unionid is asked for right
+after their first message commits, briefly, so that the mini-program they open next
+finds the same member; only when WeChat is slow or says nothing is it left to the task.
+"""
 
 import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from bots.models import InboundMessage
-from core.platforms import PlatformRejected, alipay_call, alipay_configured, wechat_client, wechat_configured
-from members.identity import identity_link_unionid, member_active
+from core.errors import PlatformError
+from core.platforms import PlatformRejected, alipay_call, alipay_configured, wechat_configured, wechat_user_info
+from members.identity import alipay_channel_of, identity_link_unionid, member_active
 from members.models import Identity
 
 logger = logging.getLogger(__name__)
+
+# How long a new follower's first message waits for their unionid (setting
+# WECHAT_UNIONID_INLINE_TIMEOUT_SECONDS), access token included: the whole reply must
+# reach WeChat within its 5 seconds.
+DEFAULT_UNIONID_INLINE_TIMEOUT_SECONDS = 1.5
 
 
 def wechat_unionid_fetch(openid: str) -> None:
@@ -20,24 +33,53 @@ def wechat_unionid_fetch(openid: str) -> None:
     already uses the mini-program is then one member, their two merged if need be."""
     if not wechat_configured():
         return
-    identity = Identity.objects.select_related("member").filter(
-        channel=Identity.Channel.WECHAT_OPENID, external_id=openid
-    ).first()
-    if identity is None:
-        return
-    member = member_active(identity.member)
-    if Identity.objects.filter(member=member, channel=Identity.Channel.WECHAT_UNIONID).exists():
-        return
     try:
-        info = wechat_client().user.get(openid)
+        _unionid_link(openid, timeout=None)
     except PlatformRejected as exc:
         # e.g. 40003, not a follower any more: retrying cannot help. Unavailability
         # raises on, so that the task counts as failed and can be run again.
         logger.info("WeChat refused user info for a follower: %s", exc.platform_code)
+
+
+def wechat_unionid_fetch_now(openid: str) -> None:
+    """``wechat_unionid_fetch`` for a new follower, in the request of their first message,
+    after its transaction commits and before the reply: within
+    WECHAT_UNIONID_INLINE_TIMEOUT_SECONDS, else (slow, refused, no unionid) the task.
+
+    Never inside the message's transaction: on SQLite that transaction holds the one
+    write lock, and every other writer would wait for WeChat with it.
+    """
+    if not wechat_configured():
         return
+    timeout = getattr(settings, "WECHAT_UNIONID_INLINE_TIMEOUT_SECONDS", DEFAULT_UNIONID_INLINE_TIMEOUT_SECONDS)
+    try:
+        linked = _unionid_link(openid, timeout=timeout)
+    except (PlatformError, DatabaseError) as exc:
+        logger.info("A new follower's unionid is left to the task: %s", getattr(exc, "code", type(exc).__name__))
+        linked = False
+    if not linked:
+        async_task("bots.tasks.wechat_unionid_fetch", openid)
+
+
+def _unionid_link(openid: str, *, timeout: float | None) -> bool:
+    """Link the follower's unionid; False when WeChat's user info names none.
+
+    True also when there is nothing to learn: no such follower, or one whose member
+    already has a unionid."""
+    identity = Identity.objects.select_related("member").filter(
+        channel=Identity.Channel.WECHAT_OPENID, external_id=openid
+    ).first()
+    if identity is None:
+        return True
+    member = member_active(identity.member)
+    if Identity.objects.filter(member=member, channel=Identity.Channel.WECHAT_UNIONID).exists():
+        return True
+    info = wechat_user_info(openid, timeout=timeout)
     unionid = info.get("unionid") if isinstance(info, dict) else None
-    if isinstance(unionid, str) and unionid:
-        identity_link_unionid(member=member, unionid=unionid)
+    if not (isinstance(unionid, str) and unionid):
+        return False
+    identity_link_unionid(member=member, unionid=unionid)
+    return True
 
 
 def alipay_reply_send(inbound_message_id: int) -> None:
@@ -46,9 +88,15 @@ def alipay_reply_send(inbound_message_id: int) -> None:
     message = InboundMessage.objects.filter(pk=inbound_message_id, reply_sent_at__isnull=True).first()
     if message is None or not message.reply or not alipay_configured():
         return
+    # The sender as the service window named them: a user_id, or an open_id for apps on
+    # Alipay's open_id standard, which the open API takes as ``open_id``.
+    if alipay_channel_of(message.from_user) == Identity.Channel.ALIPAY_OPEN_ID:
+        recipient = {"open_id": message.from_user}
+    else:
+        recipient = {"to_user_id": message.from_user}
     alipay_call(
         "alipay.open.public.message.custom.send",
-        {"to_user_id": message.from_user, "msg_type": "text", "text": {"content": message.reply}, "chat": "1"},
+        {**recipient, "msg_type": "text", "text": {"content": message.reply}, "chat": "1"},
     )
     InboundMessage.objects.filter(pk=message.pk, reply_sent_at__isnull=True).update(reply_sent_at=timezone.now())
 

@@ -23,8 +23,9 @@
   and the reply XML.
 - WeChat retries an unanswered message three times: each is answered once and its
   retries get the stored reply (``bots.inbound.inbound_answer``).
-- The answer comes well inside WeChat's 5 seconds: nothing here calls WeChat; the
-  follower's unionid is fetched by a task after commit.
+- The answer comes well inside WeChat's 5 seconds: the one call to WeChat on this
+  path is a new follower's unionid, asked for after the message commits and given up
+  after WECHAT_UNIONID_INLINE_TIMEOUT_SECONDS (1.5), when a task takes it over.
 
 In plaintext mode whoever saw a signed URL can still post a body of their own with
 it within the window, if they beat WeChat to it; the access log must not keep query
@@ -70,6 +71,7 @@ from bots.inbound import (
     xml_root,
 )
 from bots.models import InboundMessage, SignedQuery
+from bots.tasks import wechat_unionid_fetch_now
 from core.platforms import wechat_configured
 from members.models import Identity
 
@@ -345,9 +347,16 @@ def _respond(request, message: WeChatMessage, said: Said) -> Answer:
         request=request, channel="wechat", identity_channel=Identity.Channel.WECHAT_OPENID,
         external_id=message.source, said=said,
     )
-    # A new follower's unionid links them to their mini-program self; a follow is a
-    # good moment to try again for one we could not learn before.
-    if (answer.created or said.kind == Kind.FOLLOW) and wechat_configured():
-        openid = message.source
+    # A new follower's unionid links them to their mini-program self. It is asked for
+    # right after this message's transaction commits (an on_commit callback runs then,
+    # in this request, before the reply is rendered), briefly, so that the mini-program
+    # opened a second later finds this member and its check-in; never inside the
+    # transaction, whose write lock (SQLite has one) would wait on WeChat. Slow or silent,
+    # it is left to the task. A follow is a good moment to try again, in the task, for
+    # one we could not learn before.
+    openid = message.source
+    if answer.created and wechat_configured():
+        transaction.on_commit(lambda: wechat_unionid_fetch_now(openid), robust=True)
+    elif said.kind == Kind.FOLLOW and wechat_configured():
         transaction.on_commit(lambda: async_task("bots.tasks.wechat_unionid_fetch", openid))
     return answer

@@ -24,6 +24,7 @@ import functools
 import hmac
 import json
 import logging
+import time
 import types
 from datetime import datetime
 from pathlib import Path
@@ -192,8 +193,10 @@ class WeChatApiClient(WeChatClient):
 
     wxa = _Wxa()
 
-    def __init__(self, *, appid: str, secret: str, api_root: str, timeout: float):
-        super().__init__(appid, secret, session=DjangoCacheStorage(), timeout=timeout)
+    def __init__(self, *, appid: str, secret: str, api_root: str, timeout: float, auto_retry: bool = True):
+        # auto_retry: wechatpy fetches a new access token and calls again when WeChat
+        # says the token is invalid (another system fetched one with our secret).
+        super().__init__(appid, secret, session=DjangoCacheStorage(), timeout=timeout, auto_retry=auto_retry)
         self.api_root = _with_slash(api_root)
         self.API_BASE_URL = self.api_root + "cgi-bin/"
 
@@ -266,8 +269,8 @@ def _wechat_rejected(errcode, errmsg) -> PlatformRejected:
 
 
 @functools.lru_cache(maxsize=8)
-def _wechat_client(*, appid: str, secret: str, api_root: str, timeout: float) -> WeChatApiClient:
-    return WeChatApiClient(appid=appid, secret=secret, api_root=api_root, timeout=timeout)
+def _wechat_client(*, appid: str, secret: str, api_root: str, timeout: float, auto_retry: bool = True) -> WeChatApiClient:
+    return WeChatApiClient(appid=appid, secret=secret, api_root=api_root, timeout=timeout, auto_retry=auto_retry)
 
 
 def wechat_configured() -> bool:
@@ -300,6 +303,29 @@ def miniapp_client() -> WeChatApiClient:
         api_root=_with_slash(settings.WECHAT_API_BASE_URL),
         timeout=settings.PLATFORM_TIMEOUT_SECONDS,
     )
+
+
+def wechat_user_info(openid: str, *, timeout: float | None = None) -> dict:
+    """A follower's user info from the official account (cgi-bin/user/info):
+    ``subscribe``, and ``unionid`` when the account is bound to an open platform account.
+
+    With ``timeout``, for a caller that cannot wait (a reply to WeChat), the whole call
+    gives up after about that many seconds with PlatformUnavailable, the access token's
+    fetch included, and a token WeChat calls invalid is not fetched again and retried
+    (PlatformRejected 40001): the caller hands the work to a task instead.
+    """
+    client = wechat_client()
+    if timeout is None:
+        return client.user.get(openid)
+    deadline = time.monotonic() + timeout
+    quick = _wechat_client(
+        appid=client.appid, secret=client.secret, api_root=client.api_root, timeout=timeout, auto_retry=False
+    )
+    token = quick.access_token  # the shared one from the cache, or fetched within ``timeout``
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise PlatformUnavailable("WeChat did not answer in time")
+    return quick.get("user/info", params={"openid": openid, "lang": "zh_CN", "access_token": token}, timeout=remaining)
 
 
 def wechat_temporary_qr_create(*, scene: str, expire_seconds: int) -> dict:

@@ -1,13 +1,18 @@
 """Who a channel user is: find or create the member behind an identity, link by unionid,
 and merge two members who turn out to be one person.
 
-A shopper never fills in a form: the first time WeChat or Alipay tells us an openid or
-user_id we have not seen, that person becomes a member on the spot. WeChat's unionid
-is the same for one person across our official account and mini-program, so it links
-their identities into one member; if both already had a member, the newer is merged
-into the older through the ledger (points are moved, never created or lost).
+A shopper never fills in a form: the first time WeChat or Alipay tells us an openid,
+user_id or open_id we have not seen, that person becomes a member on the spot. WeChat's
+unionid is the same for one person across our official account and mini-program, so it
+links their identities into one member; if both already had a member, the newer is
+merged into the older through the ledger (points are moved, never created or lost).
+
+Alipay names a user by their user_id, the same in every app, or, in apps on its open_id
+standard (every app created since 2023), by an open_id, one per person and app: the
+Alipay identity is whichever the platform gives (``alipay_identity``).
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -97,6 +102,23 @@ def _find_or_create(channel, external_id, unionid, join_channel, plaza, nickname
     if unionid and by_union is None:
         Identity.objects.create(member=member, channel=Channel.WECHAT_UNIONID, external_id=unionid)
     return Found(member, created)
+
+
+def alipay_identity(answer: Mapping) -> tuple[str, str] | None:
+    """``(channel, external_id)`` of the user an Alipay answer names (alipay.system.oauth.token):
+    its ``user_id``, else its ``open_id``; None when it names neither usably."""
+    for channel, field in ((Channel.ALIPAY_USER_ID, "user_id"), (Channel.ALIPAY_OPEN_ID, "open_id")):
+        value = answer.get(field)
+        if isinstance(value, str) and 0 < len(value.strip()) <= 128:
+            return channel, value.strip()
+    return None
+
+
+def alipay_channel_of(external_id: str) -> str:
+    """The channel of an Alipay user named without saying which kind (the service
+    window's FromAlipayUserId): a user_id is digits ("2088" and twelve more), an open_id
+    letters and digits ("074a1CcTG1Le…")."""
+    return Channel.ALIPAY_USER_ID if external_id.isascii() and external_id.isdigit() else Channel.ALIPAY_OPEN_ID
 
 
 def identity_link_unionid(*, member: Member, unionid: str) -> Member:

@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q, Sum
 from django.utils import timezone
 
+from core import metrics
 from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from members.models import Account, Entry, Lot, Member, Merchant, PointsTransaction, Store
 
@@ -218,6 +219,7 @@ def _ensure_active(wallet: Account) -> None:
 
 
 def _new_transaction(*, key: str, request_hash: str, kind: str, member_id: int, points: int, now: datetime, **fields) -> PointsTransaction:
+    metrics.points_moved(kind=kind, points=points)  # counted if and when the transaction commits
     return PointsTransaction.objects.create(
         idempotency_key=key, request_hash=request_hash, kind=kind, member_id=member_id, points=points, created_at=now, **fields
     )

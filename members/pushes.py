@@ -51,7 +51,7 @@ from django.utils.translation import override
 from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
-from core import platforms
+from core import metrics, platforms
 from core.errors import ApplicationError, PlatformError
 from core.money import fen_to_yuan
 from core.platforms import PlatformRejected
@@ -206,10 +206,12 @@ def pushes_due(*, now: datetime | None = None, limit: int = 500) -> list[int]:
 def push_claims_expire(*, now: datetime | None = None) -> int:
     """Give up on claims whose worker stopped mid-delivery: FAILED, not retried (see the module doc)."""
     now = now or timezone.now()
-    return Push.objects.filter(status=Push.Status.SENDING, next_attempt_at__lt=now).update(
+    expired = Push.objects.filter(status=Push.Status.SENDING, next_attempt_at__lt=now).update(
         status=Push.Status.FAILED, next_attempt_at=None,
         last_error="outcome unknown: the worker stopped during delivery; not sent again automatically",
     )
+    metrics.push_finished(status=Push.Status.FAILED, count=expired)
+    return expired
 
 
 def push_deliver(*, push_id: int) -> Push | None:
@@ -244,6 +246,7 @@ def _claim(push_id: int) -> Push | None:
             push.status, push.channel, push.next_attempt_at = Push.Status.SKIPPED, Push.Channel.INBOX, None
             push.last_error = f"daily cap of {push_daily_cap()} platform messages reached"
             push.save(update_fields=["attempts", "status", "channel", "next_attempt_at", "last_error"])
+            metrics.push_finished(status=push.status, channel=push.channel)
             return None
         push.status, push.next_attempt_at = Push.Status.SENDING, now + push_claim_timeout()
         push.save(update_fields=["attempts", "status", "next_attempt_at"])
@@ -271,7 +274,10 @@ def _routes(push: Push, now: datetime) -> list[_Route]:
     """The member's channels for this push, best first (DESIGN.md "Channels")."""
     member = member_active(push.member)
     identities: dict[str, Identity] = {}
-    wanted = [Identity.Channel.WECHAT_OPENID, Identity.Channel.MINIAPP_OPENID, Identity.Channel.ALIPAY_USER_ID]
+    wanted = [
+        Identity.Channel.WECHAT_OPENID, Identity.Channel.MINIAPP_OPENID, Identity.Channel.ALIPAY_USER_ID,
+        Identity.Channel.ALIPAY_OPEN_ID,
+    ]
     # The most recently heard-from identity of each channel, should a member have two.
     for identity in Identity.objects.filter(member=member, channel__in=wanted).order_by(
         F("last_inbound_at").desc(nulls_last=True), "-pk"
@@ -296,7 +302,8 @@ def _routes(push: Push, now: datetime) -> list[_Route]:
         )
         if subscription_id is not None:
             routes.append(_Route(Push.Channel.MINIAPP_SUBSCRIBE, "miniapp", miniapp_user, template, subscription_id))
-    alipay_follower = identities.get(Identity.Channel.ALIPAY_USER_ID)
+    # An Alipay app gives a user_id, or (apps created since 2023) an open_id.
+    alipay_follower = identities.get(Identity.Channel.ALIPAY_USER_ID) or identities.get(Identity.Channel.ALIPAY_OPEN_ID)
     if alipay_follower is not None and alipay_follower.is_following:
         routes.append(_Route(Push.Channel.ALIPAY, "alipay", alipay_follower))
     return routes
@@ -402,7 +409,9 @@ def _finish(
     elif status == Push.Status.SKIPPED:
         fields |= {"channel": channel}
     recorded = Push.objects.filter(pk=push.pk, attempts=push.attempts, status__in=claimed).update(**fields)
-    if not recorded:
+    if recorded:
+        metrics.push_finished(status=status, channel=fields.get("channel", push.channel))
+    else:
         logger.warning("push %s: attempt %s finished as %s after its claim was taken away", push.pk, push.attempts, status)
     return bool(recorded)
 
@@ -481,9 +490,10 @@ def _call(route: _Route, message: dict) -> None:
         )
     elif route.channel == Push.Channel.ALIPAY:
         # 异步单发消息: chat "0" shows it on the service window's home, not as a chat reply.
+        recipient = "open_id" if route.identity.channel == Identity.Channel.ALIPAY_OPEN_ID else "to_user_id"
         platforms.alipay_call(
             "alipay.open.public.message.custom.send",
-            {"to_user_id": openid, "msg_type": "text", "text": {"content": message["text"]}, "chat": "0"},
+            {recipient: openid, "msg_type": "text", "text": {"content": message["text"]}, "chat": "0"},
         )
     else:  # pragma: no cover - _routes makes only the channels above
         raise ValueError(route.channel)

@@ -23,7 +23,7 @@ from core import platforms
 from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from core.platforms import PlatformBadResponse, PlatformRejected, PlatformUnavailable
 from members import services
-from members.identity import Found, MemberBanned, member_active, member_for_identity
+from members.identity import Found, MemberBanned, alipay_identity, member_active, member_for_identity
 from members.models import Identity, InboxMessage, Member
 
 # WeChat errcodes of jscode2session: the code is wrong or was used already; WeChat
@@ -118,17 +118,21 @@ def shopper_login_wechat(*, code: str) -> Found:
 
 
 def shopper_login_alipay(*, auth_code: str) -> Found:
-    """Exchange an Alipay mini-program ``auth_code`` (alipay.system.oauth.token) for the member behind it."""
+    """Exchange an Alipay mini-program ``auth_code`` (alipay.system.oauth.token) for the
+    member behind its user_id, or its open_id for apps on Alipay's open_id standard
+    (apps created since 2023). An open_id is per app: an identity of its own channel,
+    the one the H5 login and the service window file it under too."""
     if not platforms.alipay_configured():
         raise PlatformNotConfigured("Alipay login is not configured here.")
     try:
         answer = platforms.alipay_call("alipay.system.oauth.token", grant_type="authorization_code", code=auth_code)
     except PlatformRejected as exc:
         raise _login_refusal(exc, invalid=ALIPAY_CODE_INVALID, refused=frozenset(), busy=ALIPAY_BUSY) from None
-    # Apps created since 2023 get an open_id in place of the user_id; an app gets one
-    # kind or the other, always, and the two never look alike.
-    user_id = _platform_id(answer.get("user_id") or answer.get("open_id"), what="a user_id", platform="Alipay")
-    return member_for_identity(channel=Identity.Channel.ALIPAY_USER_ID, external_id=user_id, join_channel=Member.Channel.ALIPAY)
+    identity = alipay_identity(answer)
+    if identity is None:
+        raise PlatformBadResponse("Alipay answered without a user_id or an open_id")
+    channel, external_id = identity
+    return member_for_identity(channel=channel, external_id=external_id, join_channel=Member.Channel.ALIPAY)
 
 
 def shopper_login_demo(*, member_no: str = "") -> Found:

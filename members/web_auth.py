@@ -2,7 +2,8 @@
 
 A shopper never types a password. Inside WeChat the page asks the official account's
 web OAuth for the shopper's openid (scope ``snsapi_base``: silent, no consent screen);
-inside Alipay, the app's ``auth_base`` for the user_id. The member behind that identity
+inside Alipay, the app's ``auth_base`` for the user_id (the open_id, for apps on Alipay's
+open_id standard: every app created since 2023). The member behind that identity
 is found or created on the spot (``members.identity``), and the session carries the
 member's id from then on.
 
@@ -24,7 +25,7 @@ from django.middleware.csrf import rotate_token
 from core import platforms
 from core.errors import ApplicationError, NotFound
 from core.platforms import PlatformBadResponse, PlatformRejected
-from members.identity import member_active, member_for_identity
+from members.identity import alipay_identity, member_active, member_for_identity
 from members.models import Identity, Member
 
 SESSION_MEMBER = "h5_member_id"
@@ -148,7 +149,8 @@ def oauth_login(request: HttpRequest, *, platform: str, code: str, state: str) -
             openid, unionid = _wechat_identity(code)
             identity = {"channel": Identity.Channel.WECHAT_OPENID, "external_id": openid, "unionid": unionid}
         else:
-            identity = {"channel": Identity.Channel.ALIPAY_USER_ID, "external_id": _alipay_user_id(code)}
+            channel, external_id = _alipay_identity(code)
+            identity = {"channel": channel, "external_id": external_id}
     except PlatformRejected as exc:
         raise LoginFailed(extra={"platform_code": exc.platform_code}) from None
     # The member's own identity tells WeChat from Alipay; the join channel says they
@@ -171,12 +173,13 @@ def _wechat_identity(code: str) -> tuple[str, str | None]:
     return openid, unionid if isinstance(unionid, str) and unionid else None
 
 
-def _alipay_user_id(auth_code: str) -> str:
+def _alipay_identity(auth_code: str) -> tuple[str, str]:
+    """The identity channel and id (user_id, or open_id) behind an auth code."""
     result = platforms.alipay_call("alipay.system.oauth.token", grant_type="authorization_code", code=auth_code)
-    user_id = result.get("user_id")
-    if not isinstance(user_id, str) or not user_id:
-        raise PlatformBadResponse("Alipay answered an auth code without a user_id")
-    return user_id
+    identity = alipay_identity(result)
+    if identity is None:
+        raise PlatformBadResponse("Alipay answered an auth code without a user_id or an open_id")
+    return identity
 
 
 # --- the sandbox demo login -----------------------------------------------------------

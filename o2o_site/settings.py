@@ -12,7 +12,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("O2O_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR = Path(os.environ.get("O2O_VAR_DIR", "").strip() or BASE_DIR / "var")
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
@@ -39,8 +39,18 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from None
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
+
+
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
+    return os.environ.get(name, "").strip() or default  # empty is unset, as for env_bool and env_int
 
 
 # --- Core -------------------------------------------------------------------------
@@ -96,6 +106,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Probes and metrics first: plain HTTP, any Host (see "Operations" below, core/ops.py).
+    "core.ops.OperatorEndpointsMiddleware",
+    "core.logs.RequestIdMiddleware",
+    "core.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -133,27 +147,25 @@ TEMPLATES = [
 # go on during a write, IMMEDIATE takes the write lock at BEGIN (so a transaction never
 # fails half-way on lock upgrade), and the busy timeout makes writers wait, not fail.
 SQLITE_PATH = Path(env_str("O2O_SQLITE_PATH") or VAR_DIR / "o2o.sqlite3")
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+}
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": SQLITE_PATH,
-            "OPTIONS": {
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 30,
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
-            },
-            # Opening SQLite and running the PRAGMAs costs more than a short request.
-            "CONN_MAX_AGE": 60,
-            "CONN_HEALTH_CHECKS": True,
-            # A file, not :memory:, so that test threads share it; one per test process,
-            # so that parallel runs on one machine do not destroy each other's database.
-            "TEST": {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")},
-        }
-    }
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # However it was named (no DATABASE_URL, or sqlite:///path), SQLite gets its options.
+    DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
+    # Opening SQLite and running the PRAGMAs costs more than a short request.
+    DATABASES["default"]["CONN_MAX_AGE"] = 60
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A file, not :memory:, so that test threads share it; one per test process, so that
+    # parallel runs on one machine do not destroy each other's database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 
 # --- Cache and task queue ---------------------------------------------------------
 
@@ -171,7 +183,8 @@ else:
     }
 
 Q_CLUSTER = {
-    "name": "o2o",
+    # Clusters of one name share one queue: two deployments on one Redis need two names.
+    "name": env_str("O2O_Q_CLUSTER_NAME", "o2o"),
     "workers": env_int("O2O_Q_WORKERS", 2),
     "timeout": 120,
     "retry": 180,
@@ -219,7 +232,8 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # Hashed names and a manifest, made by `collectstatic`: files can be cached forever.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
@@ -287,6 +301,10 @@ ALIPAY_OAUTH_AUTHORIZE_URL = env_str("ALIPAY_OAUTH_AUTHORIZE_URL", "https://open
 O2O_PUBLIC_BASE_URL = env_str("O2O_PUBLIC_BASE_URL")
 # Seconds any single outbound platform call may take before it counts as failed.
 PLATFORM_TIMEOUT_SECONDS = env_int("PLATFORM_TIMEOUT_SECONDS", 5)
+# A new follower's unionid is asked for while their first message is answered (so that
+# one person is one member before the mini-program opens), for at most this long; then
+# a task asks again. The reply must stay well inside WeChat's 5 seconds.
+WECHAT_UNIONID_INLINE_TIMEOUT_SECONDS = env_float("WECHAT_UNIONID_INLINE_TIMEOUT_SECONDS", 1.5)
 
 # --- REST API ---------------------------------------------------------------------
 
@@ -338,10 +356,59 @@ PUSH_RETRY_MAX_SECONDS = env_int("PUSH_RETRY_MAX_SECONDS", 3600)
 
 # --- Logging ----------------------------------------------------------------------
 
+# One JSON object per line on stdout (core/logs.py): time, level, logger, message,
+# request_id (from X-Request-ID or made, also in the tasks a request enqueues), exc_info.
+# LOG_FORMAT=plain gives the old one-line text, for reading in a terminal.
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "core.logs.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "core.logs.JsonFormatter"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
+    # Django's own loggers go through the same handler, not also Django's plain console one.
+    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Operations -------------------------------------------------------------------
+
+# /healthz, /readyz and /metrics answer plain HTTP: a load balancer's or Prometheus's
+# probe reaches the pod directly. core.ops answers them before SecurityMiddleware; this
+# keeps them out of the HTTPS redirect all the same (Django matches the path without
+# its leading slash).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# The bearer token Prometheus presents at /metrics; empty: /metrics is 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+# PROMETHEUS_MULTIPROC_DIR (read by prometheus_client itself, from the environment, when
+# first imported): a directory shared by gunicorn's workers and qcluster on this host,
+# emptied before they start; /metrics then adds up every process (core/metrics.py).
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+# Errors to Sentry when SENTRY_DSN is set (SENTRY_ENVIRONMENT, SENTRY_RELEASE: read by
+# sentry-sdk). No personal data: shoppers' phone numbers and openids live in request
+# bodies and local variables, which sentry-sdk sends even with send_default_pii off.
+SENTRY_DSN = env_str("SENTRY_DSN")
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        integrations=[DjangoIntegration()],
+        send_default_pii=False,
+        max_request_body_size="never",
+        include_local_variables=False,
+    )

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from core import ops
 from core.api import api_not_found
 from members.api import merchant as members_api
 from payments import api as payments_api
@@ -19,6 +20,10 @@ merchant_api = [
 ]
 
 urlpatterns = [
+    # Answered first by core.ops.OperatorEndpointsMiddleware (plain HTTP, any Host); here for reverse().
+    path("healthz", ops.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
+    path("metrics", ops.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     *merchant_api,
     path("api/mp/v1/", include("members.urls_mp")),

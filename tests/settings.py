@@ -11,3 +11,8 @@ os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("SECRET_KEY", "test-only-key-" + "k" * 50)
 
 from o2o_site.settings import *  # noqa: E402,F401,F403
+
+# The unit tests render pages without running collectstatic (Django's test runner turns
+# DEBUG off, so the manifest storage would want the manifest): plain names, served from
+# the apps' folders. The e2e suite deploys with the manifest, as production does.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}

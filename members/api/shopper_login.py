@@ -79,8 +79,9 @@ class AlipayLoginApi(ShopperLoginApiView):
     @extend_schema(
         operation_id="shopper_auth_alipay",
         summary="Log in from the Alipay mini-program",
-        description="Exchanges the auth code through Alipay (alipay.system.oauth.token); a new Alipay user "
-        "becomes a member on the spot. Nothing is created when Alipay refuses the code or does not answer.",
+        description="Exchanges the auth code through Alipay (alipay.system.oauth.token) for the user's "
+        "user_id, or open_id for apps on Alipay's open_id standard; a new Alipay user becomes a member on the "
+        "spot. Nothing is created when Alipay refuses the code or does not answer.",
         request=InputSerializer,
         responses={
             200: LoginOutputSerializer,

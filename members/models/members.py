@@ -86,6 +86,10 @@ class Identity(models.Model):
         MINIAPP_OPENID = "miniapp_openid", "Mini-program openid"
         WECHAT_UNIONID = "wechat_unionid", "WeChat unionid"
         ALIPAY_USER_ID = "alipay_user_id", "Alipay user_id"
+        # Apps set to Alipay's open_id standard (every app created since 2023) are told an
+        # open_id in place of the user_id: one per person and app, where a user_id is one
+        # per person. Alipay tells an app one kind or the other, never both.
+        ALIPAY_OPEN_ID = "alipay_open_id", "Alipay open_id"
 
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="identities")
     channel = models.CharField(max_length=20, choices=Channel.choices)

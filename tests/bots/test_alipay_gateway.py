@@ -21,14 +21,6 @@ USER_ID = "2088402125991030"
 SEND = "alipay.open.public.message.custom.send"
 
 
-@pytest.fixture(scope="module")
-def app_keys():
-    return rsa_key_pair()
-
-
-@pytest.fixture(scope="module")
-def alipay_keys():
-    return rsa_key_pair()
 
 
 @pytest.fixture

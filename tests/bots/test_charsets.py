@@ -17,7 +17,7 @@ from members.models import Checkin, Member
 from tests.bots.conftest import configure_wechat
 from tests.bots.effects import effects
 from tests.bots.platforms import WeChat, alipay_answer, alipay_form, fixture_xml, xml_dict
-from tests.bots.test_alipay_gateway import USER_ID, alipay, alipay_keys, app_keys  # noqa: F401 — fixtures
+from tests.bots.test_alipay_gateway import USER_ID, alipay  # noqa: F401 — a fixture
 from tests.fakes.platform_server import rsa2_sign
 
 pytestmark = pytest.mark.django_db

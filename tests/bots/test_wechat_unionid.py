@@ -1,4 +1,5 @@
-"""A follower's unionid is fetched after the reply, and links them to their mini-program self."""
+"""A follower's unionid is fetched from WeChat's user info (for a new follower during their
+first message, else by a task), and links them to their mini-program self."""
 
 import pytest
 from django.test import override_settings
@@ -31,7 +32,7 @@ def test_a_follower_and_a_miniprogram_user_with_one_unionid_are_one_member(wecha
 
     reply = wechat.say(fixture_xml("wechat/subscribe_scene.xml"))
 
-    assert "签到成功！" in reply  # the reply did not wait for WeChat's user info
+    assert "签到成功！" in reply  # the check-in made on the follower's new member, then merged
     [info] = wechat_api.requests_to("/cgi-bin/user/info")
     assert info.param("openid") == OPENID and info.param("access_token") == "TOKEN-1"
     follower = Identity.objects.get(channel=Identity.Channel.WECHAT_OPENID, external_id=OPENID)

@@ -64,14 +64,6 @@ def no_name_lookups(monkeypatch):
     assert looked_up == []
 
 
-@pytest.fixture(scope="module")
-def app_keys():
-    return rsa_key_pair()
-
-
-@pytest.fixture(scope="module")
-def alipay_keys():
-    return rsa_key_pair()
 
 
 @pytest.fixture

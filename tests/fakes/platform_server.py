@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -125,6 +126,19 @@ class FakePlatformServer:
     def requests_to(self, path: str) -> list[RecordedRequest]:
         with self._lock:
             return [request for request in self.requests if request.path == path]
+
+    def wait_for(
+        self, path: str, match: Callable[[RecordedRequest], bool] = lambda request: True, *, timeout: float = 20.0
+    ) -> RecordedRequest | None:
+        """The first request to ``path`` that ``match`` accepts, waiting up to ``timeout``
+        seconds for it (work done by another process arrives when it arrives); None if
+        none came."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((request for request in self.requests_to(path) if match(request)), None)
+            if found is not None or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.05)
 
     def start(self) -> None:
         self._thread.start()
@@ -286,3 +300,17 @@ def alipay_signed_response(
     content = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     signature = sign if sign is not None else rsa2_sign(content, alipay_private_pem)
     return f'{{"{response_key}":{content},"sign":"{signature}"}}'
+
+
+# The platforms' RSA keys, made once per test session: Alipay's (it signs its answers and
+# notifications) and ours (we sign our requests), as a test would have them configured.
+
+
+@pytest.fixture(scope="session")
+def app_keys() -> RsaKeyPair:
+    return rsa_key_pair()
+
+
+@pytest.fixture(scope="session")
+def alipay_keys() -> RsaKeyPair:
+    return rsa_key_pair()

@@ -20,7 +20,6 @@ from tests.fakes.platform_server import (
     alipay_request_signature_valid,
     alipay_signed_response,
     json_reply,
-    rsa_key_pair,
     text_reply,
 )
 
@@ -239,14 +238,6 @@ def test_wechat_login_refuses_malformed_input_without_calling_wechat(wechat, bod
 # --- Alipay -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def app_keys():
-    return rsa_key_pair()
-
-
-@pytest.fixture(scope="module")
-def alipay_keys():
-    return rsa_key_pair()
 
 
 @pytest.fixture

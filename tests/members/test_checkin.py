@@ -1,7 +1,7 @@
 from datetime import timedelta
-from unittest import mock
 
 import pytest
+import time_machine
 from django.utils import timezone
 
 from members import checkin, ledger
@@ -12,8 +12,7 @@ pytestmark = pytest.mark.django_db
 
 
 def at(days):
-    real = timezone.now()
-    return mock.patch("django.utils.timezone.now", lambda: real + timedelta(days=days))
+    return time_machine.travel(timezone.now() + timedelta(days=days))
 
 
 def test_checkin_grants_mall_points_once_per_plaza_per_day():

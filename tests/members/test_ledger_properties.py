@@ -1,9 +1,9 @@
 """Random sequences of ledger operations keep every invariant (hypothesis)."""
 
 from datetime import timedelta
-from unittest import mock
 
 import pytest
+import time_machine
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -33,15 +33,6 @@ operations = st.one_of(
     st.tuples(st.just("merge"), member_ix, member_ix),
     st.tuples(st.just("replay"), pick),
 )
-
-
-class Clock:
-    def __init__(self):
-        self.offset = timedelta()
-        self.real_now = timezone.now
-
-    def now(self):
-        return self.real_now() + self.offset
 
 
 def run(op, n, members, stores, done):
@@ -98,14 +89,13 @@ def run(op, n, members, stores, done):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=st.lists(operations, min_size=1, max_size=25))
 def test_random_operations_keep_every_invariant(ops):
-    clock = Clock()
-    with transaction.atomic(), mock.patch("django.utils.timezone.now", clock.now):
+    with transaction.atomic(), time_machine.travel(timezone.now()) as clock:
         members = [make_member(tier_code="gold" if i == 0 else None) for i in range(MEMBERS)]
         stores = [make_store(earn_rate_bp=100 + 50 * i) for i in range(STORES)]
         done = []
         for n, op in enumerate(ops):
             if op[0] == "advance":
-                clock.offset += timedelta(days=op[1])
+                clock.shift(timedelta(days=op[1]))
                 continue
             before = [ledger.member_points_balance(member=m) for m in members]
             try:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+import time_machine
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
@@ -20,7 +21,6 @@ from tests.fakes.platform_server import (
     alipay_request_signature_valid,
     alipay_signed_response,
     json_reply,
-    rsa_key_pair,
 )
 
 pytestmark = pytest.mark.django_db
@@ -37,14 +37,6 @@ WECHAT_OK = json_reply({"errcode": 0, "errmsg": "ok", "msgid": 200228332})
 FIELDS = {"first": "{title}", "keyword1": "{points}", "keyword2": {"value": "{balance}", "color": "#173177"}, "remark": "{body}"}
 
 
-@pytest.fixture(scope="module")
-def app_keys():
-    return rsa_key_pair()
-
-
-@pytest.fixture(scope="module")
-def alipay_keys():
-    return rsa_key_pair()
 
 
 @pytest.fixture
@@ -90,8 +82,7 @@ def replies(*answers: Reply):
 
 
 def later(delta: timedelta):
-    real = timezone.now()
-    return mock.patch("django.utils.timezone.now", lambda: real + delta)
+    return time_machine.travel(timezone.now() + delta)
 
 
 def follower(member, *, openid=OPENID, inbound_ago: timedelta | None = None, following=True) -> Identity:
@@ -321,6 +312,24 @@ def test_alipay_follower_gets_a_service_window_message(fake, app_keys, alipay_ke
         "to_user_id": ALIPAY_USER_ID, "msg_type": "text", "chat": "0",
         "text": {"content": "你获得了 38 积分\n在星巴克消费 ¥38.00，当前积分 138。"},
     }
+
+
+def test_an_alipay_open_id_follower_gets_the_message_addressed_by_open_id(fake, app_keys, alipay_keys):
+    """Alipay apps created since 2023 know their users by an open_id, not a user_id."""
+    fake.script(ALIPAY_GATEWAY, alipay_gateway(app_keys, alipay_keys))
+    member = make_member(join_channel="alipay")
+    open_id = "074a1CcTG1LelxKe4xQC0zgNdId0nxi95b5lsNpazWYoCo5"
+    Identity.objects.create(
+        member=member, channel=Identity.Channel.ALIPAY_OPEN_ID, external_id=open_id, is_following=True,
+        last_inbound_at=timezone.now(),
+    )
+
+    push = deliver(queue(member))
+
+    assert (push.status, push.channel) == (Push.Status.SENT, Push.Channel.ALIPAY)
+    [request] = fake.requests_to(ALIPAY_GATEWAY)
+    body = json.loads(request.form["biz_content"])
+    assert body["open_id"] == open_id and "to_user_id" not in body
 
 
 def test_alipay_refusal_leaves_the_push_in_the_inbox_without_retrying(fake, app_keys, alipay_keys):

@@ -2,9 +2,9 @@
 trigger pushes once per event, whatever the replays, in the mall's language."""
 
 from datetime import timedelta
-from unittest import mock
 
 import pytest
+import time_machine
 from django.utils import timezone
 
 from members import checkin, ledger
@@ -131,7 +131,7 @@ def test_checkin_streak_bonus_is_in_the_push(settings):
     member, plaza = make_member(), make_plaza()
     real = timezone.now()
     checkin.checkin(member=member, plaza=plaza)
-    with mock.patch("django.utils.timezone.now", lambda: real + timedelta(days=1)):
+    with time_machine.travel(real + timedelta(days=1)):
         checkin.checkin(member=member, plaza=plaza)
 
     latest = Push.objects.filter(member=member).latest("id")

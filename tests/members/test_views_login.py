@@ -14,7 +14,6 @@ from tests.fakes.platform_server import (
     alipay_request_signature_valid,
     alipay_signed_response,
     json_reply,
-    rsa_key_pair,
     text_reply,
 )
 
@@ -23,14 +22,6 @@ pytestmark = pytest.mark.django_db
 WECHAT_APP = {"WECHAT_APP_ID": "wx-oa", "WECHAT_APP_SECRET": "oa-secret"}
 
 
-@pytest.fixture(scope="module")
-def app_keys():
-    return rsa_key_pair()
-
-
-@pytest.fixture(scope="module")
-def alipay_keys():
-    return rsa_key_pair()
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """POST /api/v1/purchases/ and its refunds: points earned at a POS, replays, refunds."""
 
 from datetime import timedelta
-from unittest import mock
 
 import pytest
+import time_machine
 from django.utils import timezone
 
 from members import ledger
@@ -19,7 +19,7 @@ PURCHASES = "/api/v1/purchases/"
 
 def later(seconds: int):
     """Move the clock forward for the code under test."""
-    return mock.patch("django.utils.timezone.now", return_value=timezone.now() + timedelta(seconds=seconds))
+    return time_machine.travel(timezone.now() + timedelta(seconds=seconds))
 
 
 # --- booking a purchase ---------------------------------------------------------------

@@ -3,10 +3,10 @@
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from django.test import Client
 
 from tests.factories import make_member
@@ -22,7 +22,7 @@ MALL = ZoneInfo("Asia/Shanghai")  # settings.TIME_ZONE: days are the mall's loca
 @contextmanager
 def at(year, month, day, hour, minute=0):
     """Run what follows at a given local time of the mall."""
-    with mock.patch("django.utils.timezone.now", return_value=datetime(year, month, day, hour, minute, tzinfo=MALL)):
+    with time_machine.travel(datetime(year, month, day, hour, minute, tzinfo=MALL), tick=False):
         yield
 
 
