@@ -15,8 +15,6 @@ from tests.members.test_pushes_delivery import (  # noqa: F401 (fixtures)
     OPENID,
     TEMPLATE_SEND,
     WECHAT_OK,
-    alipay_keys,
-    app_keys,
     fake,
     follower,
     wechat_template,
