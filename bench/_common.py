@@ -55,6 +55,11 @@ def django_env(**overrides: str | None) -> dict[str, str]:
         DEBUG="0",
         O2O_SANDBOX="0",  # settings refuse the sandbox with DEBUG off, whatever this shell exports
         SECRET_KEY="bench-only-secret-key-" + "b" * 40,
+        # DEBUG off needs its hosts; the children speak plain HTTP on loopback, no proxy.
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SECURE_SSL_REDIRECT="0",
+        # Logs are JSON lines on stdout: keep the children's out of the printed figures.
+        LOG_LEVEL="WARNING",
     )
     for name, value in overrides.items():
         if value is None:

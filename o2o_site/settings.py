@@ -275,7 +275,7 @@ if POINT_VALUE_FEN <= 0 or POINTS_LIFETIME_DAYS <= 0 or MAX_AMOUNT_FEN <= 0:
 # --- Platforms (WeChat, Alipay) ---------------------------------------------------
 
 # Every outbound call goes to these bases, so tests and staging can point them at a
-# local fake. core/platforms.py reads them (and members/web_auth.py the two OAuth pages).
+# local fake. core/platforms/ reads them (and members/web_auth.py the two OAuth pages).
 WECHAT_APP_ID = env_str("WECHAT_APP_ID")
 WECHAT_APP_SECRET = env_str("WECHAT_APP_SECRET")
 WECHAT_TOKEN = env_str("WECHAT_TOKEN")
@@ -286,6 +286,14 @@ WECHAT_PAY_MCH_ID = env_str("WECHAT_PAY_MCH_ID")
 WECHAT_PAY_API_KEY = env_str("WECHAT_PAY_API_KEY")
 WECHAT_PAY_CERT_PATH = env_str("WECHAT_PAY_CERT_PATH")
 WECHAT_PAY_KEY_PATH = env_str("WECHAT_PAY_KEY_PATH")
+# WeChat Pay APIv3 (new merchant numbers): the APIv3 key, the merchant's API key pair
+# (private key and its certificate's serial), and WeChat Pay's public key and its id
+# (PUB_KEY_ID_…). Keys: PEM text or a file path.
+WECHAT_PAY_API_V3_KEY = env_str("WECHAT_PAY_API_V3_KEY")
+WECHAT_PAY_PRIVATE_KEY = env_str("WECHAT_PAY_PRIVATE_KEY")
+WECHAT_PAY_CERT_SERIAL = env_str("WECHAT_PAY_CERT_SERIAL")
+WECHAT_PAY_PUBLIC_KEY = env_str("WECHAT_PAY_PUBLIC_KEY")
+WECHAT_PAY_PUBLIC_KEY_ID = env_str("WECHAT_PAY_PUBLIC_KEY_ID")
 ALIPAY_APP_ID = env_str("ALIPAY_APP_ID")
 ALIPAY_APP_PRIVATE_KEY = env_str("ALIPAY_APP_PRIVATE_KEY")
 ALIPAY_PUBLIC_KEY = env_str("ALIPAY_PUBLIC_KEY")
