@@ -23,8 +23,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core.errors import ApplicationError, Conflict, PermissionDenied
-from members import codes
+from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
+from members import codes, ledger
 from members.models import Member, MemberCodeScan, SpendAuthorization, Store
 
 TOKEN_PREFIX = "rt_"
@@ -105,10 +105,24 @@ def code_spend_limit() -> int:
     return settings.REDEEM_CODE_MAX_POINTS
 
 
+def spend_store(*, store_code: str) -> Store:
+    """The shop a shopper confirms a spend at, if it takes points now."""
+    store = Store.objects.select_related("merchant", "plaza").filter(code=store_code).first()
+    if store is None:
+        raise NotFound("no such shop", code="store_not_found")
+    if not (store.is_active and store.merchant.is_active and store.plaza.is_active):
+        raise PermissionDenied("this shop does not take points now", code="merchant_not_active")
+    return store
+
+
 def spend_token_issue(*, member: Member, store: Store, max_points: int, at: datetime | None = None) -> IssuedToken:
-    """The shopper confirms a spend of up to ``max_points`` at ``store``."""
+    """The shopper confirms a spend of up to ``max_points`` at ``store``: no more than they
+    can spend now (the till would refuse it anyway), told to the shopper themself."""
     if not (store.is_active and store.merchant.is_active):
         raise PermissionDenied("this shop does not take points now", code="merchant_not_active")
+    spendable = ledger.member_points_spendable(member=member)
+    if max_points > spendable:
+        raise ledger.InsufficientPoints(extra={"points_balance": spendable})
     now = at or timezone.now()
     token = TOKEN_PREFIX + secrets.token_urlsafe(24)
     expires_at = now + timedelta(seconds=settings.REDEMPTION_TOKEN_TTL_SECONDS)

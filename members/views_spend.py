@@ -14,7 +14,6 @@ from django.views.decorators.http import require_http_methods
 from core.errors import ApplicationError
 from core.qr import qr_svg_once
 from members import ledger, spend
-from members.models import Store
 from members.views import _not_found, member_required
 
 
@@ -28,8 +27,9 @@ def _points_posted(raw: str) -> int | None:
 @require_http_methods(["GET", "POST"])
 @member_required
 def redeem(request, store_code):
-    store = Store.objects.select_related("plaza", "merchant").filter(code=store_code, is_active=True).first()
-    if store is None or not store.merchant.is_active or not store.plaza.is_active:
+    try:
+        store = spend.spend_store(store_code=store_code)
+    except ApplicationError:
         return _not_found(request, _("This shop's code is not valid. Please ask the shop for help."))
     member = request.member
     spendable = ledger.member_points_spendable(member=member)
@@ -41,11 +41,11 @@ def redeem(request, store_code):
         points = _points_posted(request.POST.get("points", ""))
         if points is None or points <= 0:
             context["error"] = _("Enter the points to pay, a whole number.")
-        elif points > spendable:
-            context["error"] = _("You have %(balance)s points to spend.") % {"balance": spendable}
         else:
             try:
                 issued = spend.spend_token_issue(member=member, store=store, max_points=points)
+            except ledger.InsufficientPoints:
+                context["error"] = _("You have %(balance)s points to spend.") % {"balance": spendable}
             except ApplicationError as exc:
                 context["error"] = exc.message
             else:

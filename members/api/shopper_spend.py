@@ -10,10 +10,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from core.api import StrictCharField, StrictIntegerField, error_responses, validated
-from core.errors import NotFound
-from members import ledger, spend
+from members import spend
 from members.api.shopper import AUTH_ERRORS, TAGS, ShopperApiView
-from members.models import Store
 
 
 class RedemptionTokenCreateApi(ShopperApiView):
@@ -49,12 +47,7 @@ class RedemptionTokenCreateApi(ShopperApiView):
     )
     def post(self, request):
         data = validated(self.InputSerializer, request.data)
-        store = Store.objects.select_related("merchant").filter(code=data["store_code"]).first()
-        if store is None:
-            raise NotFound("no such shop", code="store_not_found")
-        balance = ledger.member_points_spendable(member=self.member)
-        if data["points"] > balance:
-            raise ledger.InsufficientPoints(extra={"points_balance": balance})
+        store = spend.spend_store(store_code=data["store_code"])
         issued = spend.spend_token_issue(member=self.member, store=store, max_points=data["points"])
         return Response(self.OutputSerializer({
             "redemption_token": issued.token, "expires_at": issued.expires_at, "max_points": issued.max_points,

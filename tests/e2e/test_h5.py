@@ -45,3 +45,22 @@ def test_a_follower_opens_the_member_card_in_wechat_and_its_code_scans_at_the_ti
     assert lookup.status_code == 200 and lookup.json()["points_balance"] == 10, lookup.text[:300]
     for page in ("/m/history/", "/m/inbox/"):
         assert browser.get(page).status_code == 200, page
+    # Paying with more points than a scanned code may: the shopper confirms on the shop's
+    # page, and the till redeems the single-use code it shows.
+    redeem_page = f"/m/redeem/{deployment.shop.store_code}/"
+    form = browser.get(redeem_page)
+    assert form.status_code == 200 and re.search(r'id="points-balance">10<', form.text), form.status_code
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+    confirmed = browser.post_form(redeem_page, {"csrfmiddlewaretoken": csrf, "points": "8"}, referer=redeem_page)
+    assert confirmed.status_code == 200, (confirmed.status_code, confirmed.text[:300])
+    token = re.search(r'id="redemption-token">(rt_[\w-]+)<', confirmed.text).group(1)
+    pay = site.post_json(
+        "/api/v1/redemptions/", {"redemption_token": token, "store_code": deployment.shop.store_code, "points": 8},
+        token=deployment.shop.api_key, idempotency_key=f"e2e-h5-redeem-{secrets.token_hex(4)}",
+    )
+    assert pay.status_code == 201 and pay.json()["points_balance"] == 2, pay.text[:300]
+    again = site.post_json(
+        "/api/v1/redemptions/", {"redemption_token": token, "store_code": deployment.shop.store_code, "points": 1},
+        token=deployment.shop.api_key, idempotency_key=f"e2e-h5-redeem-{secrets.token_hex(4)}",
+    )
+    assert again.status_code == 409 and again.json()["code"] == "redemption_token_used", again.text[:300]

@@ -82,3 +82,15 @@ def test_confirming_needs_a_shopper_token():
         content_type="application/json",
     )
     assert_error(response, 401, "not_authenticated")
+
+
+def test_a_closed_shop_gives_no_token():
+    shop = build_shop()
+    member = make_member()
+    ledger.points_grant(member=member, points=100, reason="gift", idempotency_key="g")
+    shop.merchant.status = "suspended"
+    shop.merchant.save()
+
+    assert_error(Shopper(member).post("redemption-tokens/", {"store_code": shop.store.code, "points": 10}), 403,
+                 "merchant_not_active")
+    assert not SpendAuthorization.objects.exists()

@@ -3,13 +3,16 @@ points, and an ``Api`` helper that speaks to /api/v1/ the way a POS does."""
 
 import json
 import uuid
+from datetime import timedelta
 from dataclasses import dataclass, field
 
 import pytest
+from django.conf import settings
+from django.utils import timezone
 from django.test import Client
 
 from members import codes, ledger, services, spend
-from members.models import Member, Merchant, MerchantApiKey, Plaza, Store
+from members.models import Member, Merchant, MerchantApiKey, Plaza, SpendAuthorization, Store
 from tests.factories import make_member, make_plaza
 
 # Sentinel: send no Idempotency-Key header at all.
@@ -93,7 +96,7 @@ class Api:
             store = Store.objects.filter(code=store_code).first()
             if store is None:
                 return "rt_no-such-store"
-            self._tokens[cache_key] = spend.spend_token_issue(member=member, store=store, max_points=10**9).token
+            self._tokens[cache_key] = confirmed_earlier(member, store)
         return self._tokens[cache_key]
 
     def refund_redemption(self, redemption_id: int, points: int, *, key=None):
@@ -101,6 +104,21 @@ class Api:
 
     def lookup(self, code: str | None):
         return self.get("/api/v1/members/lookup/", {} if code is None else {"code": code})
+
+
+def confirmed_earlier(member: Member, store: Store) -> str:
+    """A redemption token the shopper confirmed a moment ago, for any amount they held then.
+
+    spend_token_issue refuses more than the balance at the time of confirming; a test of
+    the till side (a balance that changed since, a bad amount) needs the token as it was.
+    """
+    token = spend.TOKEN_PREFIX + uuid.uuid4().hex
+    now = timezone.now()
+    SpendAuthorization.objects.create(
+        kind=SpendAuthorization.Kind.TOKEN, key_hash=spend._hash(token), member=member, store=store, max_points=10**12,
+        expires_at=now + timedelta(seconds=settings.REDEMPTION_TOKEN_TTL_SECONDS), created_at=now,
+    )
+    return token
 
 
 @dataclass
