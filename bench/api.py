@@ -426,7 +426,7 @@ def purchase_cost(*, key: str, store_code: str, member_nos: list[str], samples: 
     from django.test.utils import CaptureQueriesContext
 
     from members import auth, ledger, pushes
-    from payments import api as payments_api
+    from payments.api import sales as payments_api
     from payments import services as payment_services
 
     client = Client(HTTP_HOST=HOST, HTTP_AUTHORIZATION=f"Bearer {key}")

@@ -78,6 +78,18 @@ class LotNotDue(Conflict):
     code = "lot_not_due"
 
 
+class HoldNotOpen(Conflict):
+    """The order's points were captured or released already."""
+
+    code = "points_hold_closed"
+
+
+class HoldNotCaptured(Conflict):
+    """Points of an unpaid order are released, not refunded."""
+
+    code = "points_hold_not_captured"
+
+
 class SaleAmountOverLimit(ApplicationError):
     """The sale is larger than this merchant may book in one go."""
 
@@ -481,13 +493,14 @@ def points_reverse(
     by the funding merchant (its funding account is not credited for it); the mall's
     share is made whole first. Other points of the member are not touched.
     Redeem: gives ``points`` back, as new lots with the expiry dates they were taken from.
+    Hold: the same for points a paid order used (after ``points_hold_capture``).
     A merged member's purchase or redemption acts on the member it was merged into.
     """
     if original.kind == Kind.EARN:
         _check_amount_fen(amount_fen)
         request_hash = _request_hash(op="reverse", original=original.pk, amount_fen=amount_fen, reason=reason)
         body = _reverse_earn_body(original, idempotency_key, request_hash, amount_fen, reason)
-    elif original.kind == Kind.REDEEM:
+    elif original.kind in (Kind.REDEEM, Kind.HOLD):
         _check_points(points)
         request_hash = _request_hash(op="reverse", original=original.pk, points=points, reason=reason)
         body = _reverse_redeem_body(original, idempotency_key, request_hash, points, reason)
@@ -563,12 +576,17 @@ def _reverse_earn_body(original, key, request_hash, amount_fen, reason):
     return body
 
 
-def _reverse_redeem_body(original, key, request_hash, points, reason):
+def _reverse_redeem_body(original, key, request_hash, points, reason, *, counter: Account | None = None):
+    """Give back ``points`` a redeem (or an order's hold) took, from ``counter`` (the
+    merchant's acceptance account unless told otherwise)."""
     def body(wallets, now):
         wallet = wallets[original.member_id]
+        # Captures move no wallet points (0); releases and refunds count.
         returned_before = original.reversals.aggregate(s=Sum("points"))["s"] or 0
         if returned_before + points > -original.points:
             raise RefundExceedsPurchase(extra={"refundable_points": -original.points - returned_before})
+        if original.kind == Kind.HOLD and counter is None and _hold_open(original) > 0:
+            raise HoldNotCaptured(extra={"hold": original.idempotency_key})
         txn = _new_transaction(
             key=key, request_hash=request_hash, kind=Kind.REVERSE, member_id=wallet.member_id, points=points,
             now=now, merchant=original.merchant, store=original.store, reverses=original, reason=reason,
@@ -585,11 +603,101 @@ def _reverse_redeem_body(original, key, request_hash, points, reason):
             if give:
                 legs.append(_credit(wallet, txn, give, entry.lot.expires_at))
                 left -= give
-        legs.append((_system_account(Account.Kind.MERCHANT_ACCEPTANCE, merchant=original.merchant), -points, None, wallet.member_id))
+        source = counter or _system_account(Account.Kind.MERCHANT_ACCEPTANCE, merchant=original.merchant)
+        legs.append((source, -points, None, wallet.member_id))
         _post(txn, legs)
         return txn
 
     return body
+
+
+# --- order holds --------------------------------------------------------------------
+# An order paid partly with points sets them aside when it is created (HOLD: wallet →
+# the mall's escrow account), then either hands them to the shop's merchant when it is
+# paid (CAPTURE: escrow → acceptance) or gives them back when it is not (a REVERSE of the
+# hold: escrow → wallet, with the lots' own expiry dates). A refund of a paid order gives
+# them back from the merchant's acceptance account (``points_reverse`` of the hold).
+
+
+def _hold_open(hold: PointsTransaction) -> int:
+    """Points of ``hold`` still in escrow: neither captured nor released."""
+    escrow = _system_account(Account.Kind.ESCROW)
+    return Entry.objects.filter(
+        Q(transaction=hold) | Q(transaction__reverses=hold), account=escrow
+    ).aggregate(s=Sum("amount"))["s"] or 0
+
+
+def points_hold(
+    *, member: Member, store: Store, points: int, idempotency_key: str, reference: str = "", at: datetime | None = None
+) -> PointsTransaction:
+    """Set ``points`` aside for an order at ``store`` (first-expiring first).
+
+    The shopper authorised it (they are the one paying); the spend rules of
+    ``points_redeem`` apply: active member and shop, spendable points only.
+    """
+    _check_points(points)
+    request_hash = _request_hash(op="hold", member=member.pk, store=store.pk, points=points, reference=reference)
+
+    def body(wallets, now):
+        wallet = wallets[member.pk]
+        _ensure_active(wallet)
+        merchant = store.merchant
+        if not (merchant.is_active and store.is_active):
+            raise MerchantNotActive(extra={"store_code": store.code})
+        spendable = _spendable(wallet, now)
+        if spendable < points:
+            raise InsufficientPoints(extra={"points_balance": spendable})
+        txn = _new_transaction(
+            key=idempotency_key, request_hash=request_hash, kind=Kind.HOLD, member_id=wallet.member_id, points=-points,
+            now=now, merchant=merchant, store=store, reference=reference,
+        )
+        _post(txn, _consume(wallet, txn, points) + [(_system_account(Account.Kind.ESCROW), points, None, wallet.member_id)])
+        return txn
+
+    return _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body, at=at)
+
+
+def points_hold_capture(*, hold: PointsTransaction, idempotency_key: str, at: datetime | None = None) -> PointsTransaction:
+    """The order was paid: its held points become the shop's merchant's (as a redeem would)."""
+    if hold.kind != Kind.HOLD:
+        raise NotReversible(extra={"kind": hold.kind})
+    request_hash = _request_hash(op="capture", hold=hold.pk)
+
+    def body(wallets, now):
+        open_points = _hold_open(hold)
+        if open_points != -hold.points:
+            raise HoldNotOpen(extra={"hold": hold.idempotency_key})
+        member_id = wallets[hold.member_id].member_id
+        txn = _new_transaction(
+            key=idempotency_key, request_hash=request_hash, kind=Kind.CAPTURE, member_id=member_id, points=0, now=now,
+            merchant=hold.merchant, store=hold.store, reverses=hold, reference=hold.reference,
+        )
+        _post(txn, [
+            (_system_account(Account.Kind.ESCROW), -open_points, None, member_id),
+            (_system_account(Account.Kind.MERCHANT_ACCEPTANCE, merchant=hold.merchant), open_points, None, member_id),
+        ])
+        return txn
+
+    return _run(key=idempotency_key, request_hash=request_hash, member_ids=[hold.member_id], body=body, at=at)
+
+
+def points_hold_release(
+    *, hold: PointsTransaction, idempotency_key: str, reason: str = "order not paid", at: datetime | None = None
+) -> PointsTransaction:
+    """The order was not paid: its held points go back with their own expiry dates."""
+    if hold.kind != Kind.HOLD:
+        raise NotReversible(extra={"kind": hold.kind})
+    points = -hold.points
+    request_hash = _request_hash(op="release_hold", hold=hold.pk, reason=reason)
+    escrow = _system_account(Account.Kind.ESCROW)
+    reverse = _reverse_redeem_body(hold, idempotency_key, request_hash, points, reason, counter=escrow)
+
+    def body(wallets, now):
+        if _hold_open(hold) != points:
+            raise HoldNotOpen(extra={"hold": hold.idempotency_key})
+        return reverse(wallets, now)
+
+    return _run(key=idempotency_key, request_hash=request_hash, member_ids=[hold.member_id], body=body, at=at)
 
 
 def expire_key(lot: Lot) -> str:

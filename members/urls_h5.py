@@ -12,7 +12,6 @@ urlpatterns = [
     path("history/", views.history, name="history"),
     path("inbox/", views.inbox, name="inbox"),
     path("checkin/<str:token>/", views.checkin, name="checkin"),
-    path("pay/<slug:store_code>/", views.pay, name="pay"),
     path("redeem/<slug:store_code>/", views_spend.redeem, name="redeem"),
     re_path(r"^qr/(?P<kind>checkin|pay)/(?P<key>[-\w:.]+)\.(?P<fmt>png|svg)$", views.qr_image, name="qr"),
     path("login/", views.login, name="login"),

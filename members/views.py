@@ -100,7 +100,7 @@ def checkin_link(request: HttpRequest, token: str) -> str:
 
 
 def pay_link(request: HttpRequest, store: Store) -> str:
-    return public_url(request, reverse("h5:pay", args=[store.code]))
+    return public_url(request, reverse("pay:page", args=[store.code]))
 
 
 def member_required(view=None, *, as_json=False):
@@ -314,14 +314,6 @@ def checkin(request, token):
     if member is not None:
         context["points_balance"] = ledger.member_points_balance(member=member)
     return render(request, "members/checkin.html", context)
-
-
-@require_GET
-def pay(request, store_code):
-    store = Store.objects.select_related("plaza", "merchant").filter(code=store_code, is_active=True).first()
-    if store is None or not store.merchant.is_active or not store.plaza.is_active:
-        return _not_found(request, _("This shop's code is not valid. Please ask the shop for help."))
-    return render(request, "members/pay.html", {"store": store, "member": web_auth.session_member(request)})
 
 
 @require_GET

@@ -269,6 +269,11 @@ MERCHANT_MALL_POINTS_DAILY_CAP = env_int("MERCHANT_MALL_POINTS_DAILY_CAP", 100_0
 # shopper confirms in the app (a redemption token, valid this many seconds).
 REDEEM_CODE_MAX_POINTS = env_int("REDEEM_CODE_MAX_POINTS", 5000)
 REDEMPTION_TOKEN_TTL_SECONDS = env_int("REDEMPTION_TOKEN_TTL_SECONDS", 120)
+# Orders paid by scanning a shop's QR (payments/orders.py): how long one can be paid
+# (sent to the platform as time_expire; the schedule closes it after), and the largest
+# notification body read (a platform's are a few KB).
+ORDER_PAY_MINUTES = env_int("ORDER_PAY_MINUTES", 15)
+PAYMENT_NOTIFY_MAX_BYTES = env_int("PAYMENT_NOTIFY_MAX_BYTES", 65536)
 if POINT_VALUE_FEN <= 0 or POINTS_LIFETIME_DAYS <= 0 or MAX_AMOUNT_FEN <= 0:
     raise ImproperlyConfigured("POINT_VALUE_FEN, POINTS_LIFETIME_DAYS and MAX_AMOUNT_FEN must be positive")
 

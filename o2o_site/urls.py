@@ -5,7 +5,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from core import ops
 from core.api import api_not_found
 from members.api import merchant as members_api
-from payments import api as payments_api
+from payments.api import orders as orders_api
+from payments.api import sales as payments_api
+from payments.api import shopper as shopper_orders_api
 
 merchant_api = [
     path("api/v1/purchases/", payments_api.PurchaseCreateApi.as_view(), name="api-purchases"),
@@ -14,6 +16,9 @@ merchant_api = [
     path("api/v1/redemptions/", payments_api.RedemptionCreateApi.as_view(), name="api-redemptions"),
     path("api/v1/redemptions/<int:redemption_id>/", payments_api.RedemptionDetailApi.as_view(), name="api-redemption"),
     path("api/v1/redemptions/<int:redemption_id>/refunds/", payments_api.RedemptionRefundCreateApi.as_view(), name="api-redemption-refunds"),
+    path("api/v1/orders/", orders_api.OrderCreateApi.as_view(), name="api-orders"),
+    path("api/v1/orders/<str:out_trade_no>/", orders_api.OrderDetailApi.as_view(), name="api-order"),
+    path("api/v1/orders/<str:out_trade_no>/refunds/", orders_api.OrderRefundCreateApi.as_view(), name="api-order-refunds"),
     path("api/v1/members/lookup/", members_api.MemberLookupApi.as_view(), name="api-members-lookup"),
     path("api/v1/reports/daily/", payments_api.DailyReportApi.as_view(), name="api-reports-daily"),
     path("api/v1/settlements/", payments_api.SettlementApi.as_view(), name="api-settlements"),
@@ -26,8 +31,12 @@ urlpatterns = [
     path("metrics", ops.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     *merchant_api,
+    path("api/mp/v1/orders/", shopper_orders_api.OrderCreateApi.as_view(), name="mp-orders"),
+    path("api/mp/v1/orders/<str:out_trade_no>/", shopper_orders_api.OrderDetailApi.as_view(), name="mp-order"),
     path("api/mp/v1/", include("members.urls_mp")),
+    path("m/pay/", include("payments.urls_h5")),
     path("m/", include("members.urls_h5")),
+    path("payments/", include("payments.urls")),
     path("", include("bots.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -30,6 +30,9 @@ class Account(models.Model):
         # name the member; Σ of a member's = Σ remaining of their pending and held lots.
         PENDING = "pending", "Pending points (not yet spendable)"
         PARTNER = "partner", "Partner programme"
+        # Points an unpaid order set aside: out of the wallet, not yet the merchant's.
+        # Its entries name the member; Σ of a hold's = what the order may still capture.
+        ESCROW = "escrow", "Points held by unpaid orders"
 
     kind = models.CharField(max_length=24, choices=Kind.choices)
     member = models.OneToOneField(Member, on_delete=models.PROTECT, null=True, blank=True, related_name="wallet")
@@ -50,13 +53,13 @@ class Account(models.Model):
                 condition=(Q(kind="wallet") & Q(member__isnull=False) & Q(merchant__isnull=True))
                 | (Q(kind__in=["merchant_funding", "merchant_acceptance"]) & Q(member__isnull=True) & Q(merchant__isnull=False))
                 | (Q(kind="partner") & Q(member__isnull=True) & Q(merchant__isnull=True) & Q(partner_code__isnull=False))
-                | (Q(kind__in=["promotions", "expired", "pending"]) & Q(member__isnull=True) & Q(merchant__isnull=True)),
+                | (Q(kind__in=["promotions", "expired", "pending", "escrow"]) & Q(member__isnull=True) & Q(merchant__isnull=True)),
                 name="account_owner_matches_kind",
             ),
             models.UniqueConstraint(fields=["kind", "merchant"], condition=Q(merchant__isnull=False), name="one_account_per_merchant_kind"),
             models.UniqueConstraint(fields=["partner_code"], condition=Q(kind="partner"), name="one_account_per_partner"),
             models.UniqueConstraint(
-                fields=["kind"], condition=Q(kind__in=["promotions", "expired", "pending"]), name="one_mall_account_per_kind"
+                fields=["kind"], condition=Q(kind__in=["promotions", "expired", "pending", "escrow"]), name="one_mall_account_per_kind"
             ),
         ]
 
@@ -81,6 +84,8 @@ class PointsTransaction(models.Model):
         TRANSFER = "transfer", "Transfer between members"
         RELEASE = "release", "Release of pending points"
         CANCEL = "cancel", "Cancellation of held points"
+        HOLD = "hold", "Hold (points for an unpaid order)"
+        CAPTURE = "capture", "Capture (order paid with held points)"
 
     # Room for the API's 200-character keys behind their "api:<merchant>:" prefix.
     idempotency_key = models.CharField(max_length=255, unique=True)

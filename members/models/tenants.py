@@ -100,6 +100,14 @@ class Merchant(models.Model):
         help_text="Mall-funded points a day (tier extras) released for this merchant's sales; the rest is held for review. "
         "Empty: MERCHANT_MALL_POINTS_DAILY_CAP.",
     )
+    # Service-provider (partner) mode: the tenant's own accounts collect its shoppers'
+    # payments when set; otherwise the mall's account does, and settles with the tenant.
+    wechat_sub_mch_id = models.CharField(
+        max_length=32, blank=True, help_text="WeChat Pay sub-merchant id (sub_mch_id) under the mall's service-provider account."
+    )
+    alipay_app_auth_token = models.CharField(
+        max_length=64, blank=True, help_text="The tenant's Alipay app_auth_token, granted to the mall's app."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

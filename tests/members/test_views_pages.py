@@ -354,7 +354,7 @@ def test_pay_page_shows_the_shop_and_coming_soon(client):
     store.unit = "L2-018"
     store.save(update_fields=["unit"])
 
-    response = client.get(reverse("h5:pay", args=[store.code]))
+    response = client.get(reverse("pay:page", args=[store.code]))
 
     assert response.status_code == 200
     page = text(response)
@@ -367,8 +367,8 @@ def test_pay_page_of_an_unknown_or_closed_store_is_a_404(client):
     store.is_active = False
     store.save(update_fields=["is_active"])
 
-    unknown = client.get(reverse("h5:pay", args=["no-such-store"]))
-    closed = client.get(reverse("h5:pay", args=[store.code]))
+    unknown = client.get(reverse("pay:page", args=["no-such-store"]))
+    closed = client.get(reverse("pay:page", args=[store.code]))
 
     assert unknown.status_code == closed.status_code == 404
     assert "门店码无效" in text(unknown)

@@ -1,0 +1,174 @@
+"""Paying a shop through the sandbox cashier: the order, its held points, the signed
+notification through /payments/notify/sandbox/, points once, one push."""
+
+import json
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.test import Client, override_settings
+from django.utils import timezone
+
+from members import ledger
+from members.models import Account, Visit
+from payments import tasks
+from payments.gateways import sandbox
+from payments.models import Order, OrderEvent, PaymentNotification, SandboxTrade
+from tests.factories import assert_ledger_invariants, make_member
+from tests.payments.conftest import build_shop
+from tests.payments.orders_support import Shopper, order_pushes
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sandbox_on")]
+
+
+@pytest.fixture
+def sandbox_on(settings):
+    settings.O2O_SANDBOX = True
+
+
+def _notify(headers, body, client=None):
+    client = client or Client()
+    return client.post("/payments/notify/sandbox/", data=body, content_type="application/json",
+                       headers={k: v for k, v in headers.items()})
+
+
+def test_an_order_holds_the_points_it_uses_and_the_cashier_pays_the_rest():
+    shop = build_shop()
+    member = make_member()
+    ledger.points_grant(member=member, points=1_000, reason="gift", idempotency_key="g")
+
+    response = Shopper(member).order(store_code=shop.store.code, amount_fen=10_000, points_to_use=800)
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["status"], body["payable_fen"], body["points_used"]) == ("created", 9_200, 800)
+    assert body["pay_params"]["cashier_url"].startswith("/payments/sandbox/")
+    assert ledger.member_points_balance(member=member) == 200
+    order = Order.objects.get(out_trade_no=body["out_trade_no"])
+    assert order.points_hold.points == -800 and order.gateway == "sandbox"
+
+    headers, raw = sandbox.trade_pay(out_trade_no=order.out_trade_no)
+    answer = _notify(headers, raw)
+
+    assert answer.status_code == 200
+    order.refresh_from_db()
+    assert order.status == "paid" and order.transaction_id.startswith("SBX")
+    # 92 points for ¥92 paid at 1 %; the 800 points now belong to the shop's merchant.
+    assert order.earn.points == 92 and order.earn.idempotency_key == f"pay:sandbox:{order.transaction_id}"
+    assert ledger.member_points_balance(member=member) == 292
+    acceptance = Account.objects.get(kind="merchant_acceptance", merchant=shop.merchant)
+    assert sum(e.amount for e in acceptance.entries.all()) == 800
+    assert len(order_pushes(order)) == 1
+    assert Visit.objects.filter(member=member, kind="payment", store=shop.store).count() == 1
+    assert [e.kind for e in OrderEvent.objects.filter(order=order)] == ["created", "paid"]
+    assert PaymentNotification.objects.get().outcome == "processed"
+    assert_ledger_invariants()
+
+    # The platform retries: acknowledged, nothing moves again.
+    again = _notify(*sandbox.notification_for(SandboxTrade.objects.get(out_trade_no=order.out_trade_no)))
+    assert again.status_code == 200
+    assert ledger.member_points_balance(member=member) == 292 and len(order_pushes(order)) == 1
+    assert PaymentNotification.objects.filter(outcome="duplicate").count() == 1
+
+
+def test_points_paying_the_whole_bill_complete_the_order_at_once():
+    shop = build_shop()
+    member = make_member()
+    ledger.points_grant(member=member, points=5_000, reason="gift", idempotency_key="g")
+
+    body = Shopper(member).order(store_code=shop.store.code, amount_fen=3_000, points_to_use=3_000).json()
+
+    assert (body["status"], body["payable_fen"], body["channel"], body["pay_params"]) == ("paid", 0, "points", {})
+    assert ledger.member_points_balance(member=member) == 2_000
+    order = Order.objects.get()
+    assert order.earn is None and len(order_pushes(order)) == 1
+    assert_ledger_invariants()
+
+
+def test_a_forged_or_stale_notification_changes_nothing():
+    shop = build_shop()
+    member = make_member()
+    order = Order.objects.get(out_trade_no=Shopper(member).order(store_code=shop.store.code, amount_fen=5_000).json()["out_trade_no"])
+    trade = SandboxTrade.objects.get(out_trade_no=order.out_trade_no)
+    trade.status = "SUCCESS"
+    trade.paid_at = timezone.now()
+    headers, body = sandbox.notification_for(trade)
+
+    tampered = body.replace(b'"amount_fen":5000', b'"amount_fen":50')
+    assert _notify(headers, tampered).status_code == 400
+    assert _notify({**headers, sandbox.SIGNATURE_HEADER: "0" * 64}, body).status_code == 400
+    old = sandbox.notification_for(trade, timestamp=int(timezone.now().timestamp()) - 3600)
+    assert _notify(*old).status_code == 400
+    assert _notify({}, b"<xml>not json</xml>").status_code == 400
+
+    order.refresh_from_db()
+    assert order.status == "created" and ledger.member_points_balance(member=member) == 0
+    assert list(PaymentNotification.objects.values_list("reason", flat=True).order_by("pk")) == [
+        "signature_invalid", "signature_invalid", "stale", "signature_missing"]
+
+
+def test_an_unpaid_order_is_closed_after_fifteen_minutes_and_its_points_come_back():
+    shop = build_shop()
+    member = make_member()
+    ledger.points_grant(member=member, points=1_000, reason="gift", idempotency_key="g")
+    out_trade_no = Shopper(member).order(store_code=shop.store.code, amount_fen=2_000, points_to_use=500).json()["out_trade_no"]
+    assert ledger.member_points_balance(member=member) == 500
+
+    with time_machine.travel(timezone.now() + timedelta(minutes=14)):
+        assert tasks.orders_close_stale() == 0
+    with time_machine.travel(timezone.now() + timedelta(minutes=16)):
+        assert tasks.orders_close_stale() == 1
+
+    order = Order.objects.get(out_trade_no=out_trade_no)
+    assert order.status == "closed"
+    assert SandboxTrade.objects.get(out_trade_no=out_trade_no).status == "CLOSED"
+    assert ledger.member_points_balance(member=member) == 1_000
+    assert_ledger_invariants()
+
+
+def test_a_payment_after_the_order_closed_is_refunded_automatically(django_capture_on_commit_callbacks):
+    shop = build_shop()
+    member = make_member()
+    out_trade_no = Shopper(member).order(store_code=shop.store.code, amount_fen=2_000).json()["out_trade_no"]
+    order = Order.objects.get(out_trade_no=out_trade_no)
+    # The platform was paid, but the order here was closed first (its close never reached the platform).
+    Order.objects.filter(pk=order.pk).update(status="closed", closed_at=timezone.now())
+    headers, body = sandbox.trade_pay(out_trade_no=out_trade_no)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _notify(headers, body).status_code == 200
+
+    order.refresh_from_db()
+    assert order.status == "closed" and order.earn is None
+    refund = order.refunds.get()
+    assert (refund.kind, refund.status, refund.cash_fen) == ("late_payment", "succeeded", 2_000)
+    assert SandboxTrade.objects.get(out_trade_no=out_trade_no).refunded_fen == 2_000
+    assert ledger.member_points_balance(member=member) == 0
+    assert "late_payment" in [e.kind for e in order.events.all()]
+
+
+def test_a_refund_takes_back_points_earned_and_gives_back_points_used():
+    shop = build_shop()
+    member = make_member()
+    ledger.points_grant(member=member, points=1_000, reason="gift", idempotency_key="g")
+    out_trade_no = Shopper(member).order(store_code=shop.store.code, amount_fen=10_000, points_to_use=1_000).json()["out_trade_no"]
+    _notify(*sandbox.trade_pay(out_trade_no=out_trade_no))
+    assert ledger.member_points_balance(member=member) == 90
+
+    from tests.payments.conftest import Api
+
+    pos = Api(shop.raw_key)
+    half = pos.post(f"/api/v1/orders/{out_trade_no}/refunds/", {"amount_fen": 5_000}, key="r1")
+    assert half.status_code == 201, half.content
+    assert (half.json()["status"], half.json()["cash_fen"], half.json()["points"]) == ("succeeded", 4_500, 500)
+    assert ledger.member_points_balance(member=member) == 90 - 45 + 500
+    replay = pos.post(f"/api/v1/orders/{out_trade_no}/refunds/", {"amount_fen": 5_000}, key="r1")
+    assert replay.json()["out_refund_no"] == half.json()["out_refund_no"]
+    rest = pos.post(f"/api/v1/orders/{out_trade_no}/refunds/", {"amount_fen": 5_000}, key="r2")
+    assert rest.json()["status"] == "succeeded"
+    order = Order.objects.get(out_trade_no=out_trade_no)
+    assert order.status == "refunded" and order.refunded_fen == 10_000
+    assert ledger.member_points_balance(member=member) == 1_000
+    too_much = pos.post(f"/api/v1/orders/{out_trade_no}/refunds/", {"amount_fen": 1}, key="r3")
+    assert too_much.status_code == 409 and too_much.json()["code"] == "order_not_refundable"
+    assert_ledger_invariants()
