@@ -351,6 +351,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "PointsTransactionKindEnum": "members.models.ledger.PointsTransaction.Kind",
         "MemberGenderEnum": "members.models.members.Member.Gender",
+        "OrderStatusEnum": "payments.models.orders.Order.Status",
+        "OrderRefundStatusEnum": "payments.models.orders.OrderRefund.Status",
     },
 }
 

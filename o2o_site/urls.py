@@ -7,7 +7,6 @@ from core.api import api_not_found
 from members.api import merchant as members_api
 from payments.api import orders as orders_api
 from payments.api import sales as payments_api
-from payments.api import shopper as shopper_orders_api
 
 merchant_api = [
     path("api/v1/purchases/", payments_api.PurchaseCreateApi.as_view(), name="api-purchases"),
@@ -31,8 +30,7 @@ urlpatterns = [
     path("metrics", ops.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     *merchant_api,
-    path("api/mp/v1/orders/", shopper_orders_api.OrderCreateApi.as_view(), name="mp-orders"),
-    path("api/mp/v1/orders/<str:out_trade_no>/", shopper_orders_api.OrderDetailApi.as_view(), name="mp-order"),
+    path("api/mp/v1/orders/", include("payments.urls_mp")),
     path("api/mp/v1/", include("members.urls_mp")),
     path("m/pay/", include("payments.urls_h5")),
     path("m/", include("members.urls_h5")),

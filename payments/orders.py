@@ -23,7 +23,7 @@ from core.errors import ApplicationError, Conflict, NotFound, PlatformError
 from core.money import fen_to_yuan
 from members import ledger, pushes
 from members.identity import member_for_identity
-from members.models import Lot, Member, Store, Visit
+from members.models import Identity, Lot, Member, Store, Visit
 from members.services import visit_record
 from payments import gateways
 from payments.gateways import ChargeRequest, Payment, TradeState
@@ -161,7 +161,8 @@ def order_create(
     ``member`` pays ``points_to_use`` of it with points (the shopper's own session
     authorises it); an order without a member is a merchant's QR, whose payer is known
     when paid. ``site_url`` (scheme and host) makes the notification URL and the
-    absolute form of ``return_path``. Paid entirely with points, it completes here without a gateway. If the
+    absolute form of ``return_path`` (where a web page comes back after paying; it may
+    name ``{out_trade_no}``). Paid entirely with points, it completes here without a gateway. If the
     platform refuses to open the trade, the order is closed (points given back) and the
     PlatformError raised.
     """
@@ -182,12 +183,12 @@ def order_create(
     if amount_fen > ledger._merchant_max_sale_fen(merchant):
         raise ledger.SaleAmountOverLimit(extra={"max_sale_fen": ledger._merchant_max_sale_fen(merchant)})
     payable_fen = amount_fen - points_fen
-    if require_payer and payable_fen and not payer_id:
-        raise PayerUnknown(extra={"channel": channel})
     if payable_fen:
         gateway_name = gateways.gateway_choose(channel=channel, client=client)
     else:
         channel = gateway_name = Order.Gateway.POINTS
+    if require_payer and payable_fen and not payer_id:
+        raise PayerUnknown(extra={"channel": channel})
     now = at or timezone.now()
     partner = (channel == Order.Channel.WECHAT and merchant.wechat_sub_mch_id) or (
         channel == Order.Channel.ALIPAY and merchant.alipay_app_auth_token
@@ -216,7 +217,7 @@ def order_create(
         result = gateways.gateway_for(gateway_name).charge(
             _charge_of(
                 order, notify_url=notify_url(gateway_name, site_url), client_ip=client_ip,
-                return_url=(site_url + return_path) if return_path else "",
+                return_url=(site_url + return_path.format(out_trade_no=order.out_trade_no)) if return_path else "",
             )
         )
     except PlatformError as exc:
@@ -238,10 +239,20 @@ def _payer(order: Order, payment: Payment | None) -> Member | None:
     if payment is None or not (payment.payer_id and payment.payer_channel):
         return None
     found = member_for_identity(
-        channel=payment.payer_channel, external_id=payment.payer_id, join_channel=payment.payer_channel,
-        plaza=order.store.plaza, refuse_banned=False,
+        channel=payment.payer_channel, external_id=payment.payer_id,
+        join_channel=JOIN_CHANNELS.get(payment.payer_channel, Member.Channel.POS), plaza=order.store.plaza,
+        refuse_banned=False,
     )
     return found.member
+
+
+# A payer who becomes a member by paying joined through the app they paid in.
+JOIN_CHANNELS = {
+    Identity.Channel.WECHAT_OPENID: Member.Channel.WECHAT,
+    Identity.Channel.MINIAPP_OPENID: Member.Channel.MINIAPP,
+    Identity.Channel.ALIPAY_USER_ID: Member.Channel.ALIPAY,
+    Identity.Channel.ALIPAY_OPEN_ID: Member.Channel.ALIPAY,
+}
 
 
 def _paid(order: Order, *, payment: Payment | None, now: datetime) -> None:
@@ -262,10 +273,17 @@ def _paid(order: Order, *, payment: Payment | None, now: datetime) -> None:
     if order.payable_fen:
         # DESIGN.md's key: one payment earns once, whatever order or notification names it.
         key = f"pay:{order.channel}:{order.transaction_id}" if order.transaction_id else f"order:{order.out_trade_no}:earn"
-        order.earn = ledger.points_earn(
-            member=member, store=order.store, amount_fen=order.payable_fen, idempotency_key=key,
-            reference=order.out_trade_no, member_present=True, at=now,
-        )
+        try:
+            order.earn = ledger.points_earn(
+                member=member, store=order.store, amount_fen=order.payable_fen, idempotency_key=key,
+                reference=order.out_trade_no, member_present=True, at=now,
+            )
+        except (ledger.MemberNotActive, ledger.MerchantNotActive, ledger.SaleAmountOverLimit) as exc:
+            # The money arrived and the payment stands; only the points are refused (a member
+            # banned or a shop suspended since the order was made).
+            logger.warning("order %s paid without points: %s", order.out_trade_no, exc.code)
+            _event(order, "earn_refused", now=now, code=exc.code)
+            return
         Order.objects.filter(pk=order.pk).update(earn=order.earn)
         earned = order.earn.points
     visit_record(member=member, plaza=order.store.plaza, store=order.store, kind=Visit.Kind.PAYMENT, amount_fen=order.amount_fen, at=now)
@@ -322,8 +340,9 @@ def order_payment_confirm(*, gateway: str, payment: Payment, at: datetime | None
             raise PaymentMismatch("amount_mismatch")
         if gateway in (Order.Gateway.WECHAT_V2, Order.Gateway.WECHAT_V3) and payment.sub_merchant_id != order.sub_merchant_id:
             raise PaymentMismatch("merchant_mismatch")
+        # Alipay's notifications name the seller; its query answers do not.
         if gateway == Order.Gateway.ALIPAY and order.collector == Order.Collector.MALL and settings.ALIPAY_SELLER_ID \
-                and payment.seller_id != settings.ALIPAY_SELLER_ID:
+                and payment.seller_id and payment.seller_id != settings.ALIPAY_SELLER_ID:
             raise PaymentMismatch("merchant_mismatch")
         if order.transaction_id:
             if order.transaction_id != payment.transaction_id:

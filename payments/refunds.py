@@ -34,6 +34,14 @@ class OrderNotRefundable(Conflict):
     code = "order_not_refundable"
 
 
+class RefundMismatch(Exception):
+    """A platform's word about a refund that is not ours, or not of that order: nothing changes."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class RefundExceedsOrder(Conflict):
     """More than what is left to refund of the order."""
 
@@ -124,8 +132,14 @@ def refund_submit(*, refund: OrderRefund, at: datetime | None = None) -> OrderRe
     return refund_settle(result=result, at=at)
 
 
-def refund_settle(*, result: RefundResult, at: datetime | None = None) -> OrderRefund:
-    """The platform's word on a refund (its answer, a notification, a query). Once."""
+def refund_settle(
+    *, result: RefundResult, gateway: str = "", out_trade_no: str = "", at: datetime | None = None
+) -> OrderRefund:
+    """The platform's word on a refund (its answer, a notification, a query). Once.
+
+    A notification names its ``gateway`` and the trade: a refund of another gateway's
+    order, or of another trade, raises RefundMismatch and changes nothing.
+    """
     now = at or timezone.now()
     with transaction.atomic():
         refund = (
@@ -133,7 +147,11 @@ def refund_settle(*, result: RefundResult, at: datetime | None = None) -> OrderR
             .filter(out_refund_no=result.out_refund_no).first()
         )
         if refund is None:
-            raise ApplicationError("no such refund", code="refund_not_found")
+            raise RefundMismatch("refund_not_found")
+        if gateway and refund.order.gateway != gateway:
+            raise RefundMismatch("gateway_mismatch")
+        if out_trade_no and refund.order.out_trade_no != out_trade_no:
+            raise RefundMismatch("order_mismatch")
         if refund.status != OrderRefund.Status.PENDING or result.state == RefundState.PENDING:
             return refund
         order = Order.objects.select_for_update(of=("self",)).get(pk=refund.order_id)

@@ -42,3 +42,5 @@ def _mall_defaults_ensure():
     if not Tier.objects.exists():
         importlib.import_module("members.migrations.0002_defaults").forwards(apps, None)
         importlib.import_module("members.migrations.0007_pending_points_spend_authorizations").forwards(apps, None)
+        importlib.import_module("members.migrations.0010_order_holds_partner_accounts").escrow_account(apps, None)
+        importlib.import_module("payments.migrations.0004_orders").forwards(apps, None)

@@ -2,7 +2,7 @@
 
 import itertools
 
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from members import services
 from members.models import Account, Entry, Lot, Member, PointsTransaction, Tier
@@ -57,6 +57,12 @@ def assert_ledger_invariants() -> None:
         assert lot.s == lot.remaining, f"lot {lot.pk}: entries {lot.s}, remaining {lot.remaining}"
     # Each transaction's headline points equal the net change of the member's points,
     # spendable and pending together (a release moves points between the two: 0).
+    # Points of unpaid orders sit in escrow: each hold is wholly open, or closed (captured or released).
+    for hold in PointsTransaction.objects.filter(kind=PointsTransaction.Kind.HOLD):
+        open_points = Entry.objects.filter(
+            Q(transaction=hold) | Q(transaction__reverses=hold), account__kind=Account.Kind.ESCROW
+        ).aggregate(s=Sum("amount"))["s"] or 0
+        assert open_points in (0, -hold.points), f"hold {hold.idempotency_key}: {open_points} open of {-hold.points}"
     member_kinds = [Account.Kind.WALLET, Account.Kind.PENDING]
     for txn in PointsTransaction.objects.exclude(kind=PointsTransaction.Kind.TRANSFER):
         net = txn.entries.filter(account__kind__in=member_kinds).aggregate(s=Sum("amount"))["s"] or 0

@@ -460,9 +460,10 @@ def refund(
     body = {
         "out_trade_no": out_trade_no,
         "out_refund_no": out_refund_no,
-        "notify_url": notify_url,
         "amount": {"refund": _fen(refund_fen, "refund_fen"), "total": _fen(total_fen, "total_fen"), "currency": "CNY"},
     }
+    if notify_url:  # else WeChat Pay notifies the URL configured in its console, if any
+        body["notify_url"] = notify_url
     if reason:
         body["reason"] = reason
     if sub_mchid:

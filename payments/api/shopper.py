@@ -19,7 +19,7 @@ PAYER_CHANNELS = {
 }
 
 
-class OrderOutputSerializer(serializers.Serializer):
+class ShopperOrderSerializer(serializers.Serializer):
     out_trade_no = serializers.CharField()
     status = serializers.ChoiceField(choices=Order.Status.choices)
     channel = serializers.CharField()
@@ -57,7 +57,7 @@ ORDER_ERRORS = {
 }
 
 
-class OrderCreateApi(ShopperApiView):
+class ShopperOrderCreateApi(ShopperApiView):
     class InputSerializer(serializers.Serializer):
         store_code = StrictCharField(max_length=32, help_text="The shop's code, from its payment QR (/m/pay/<store_code>/).")
         amount_fen = StrictIntegerField(max_setting="MAX_AMOUNT_FEN", help_text="The bill in fen, a JSON integer.")
@@ -78,7 +78,7 @@ class OrderCreateApi(ShopperApiView):
         request=InputSerializer,
         examples=[OpenApiExample("¥68 with 800 points", request_only=True,
                                  value={"store_code": "sh-starbucks", "amount_fen": 6800, "channel": "wechat", "points_to_use": 800})],
-        responses={201: OrderOutputSerializer, **error_responses(**ORDER_ERRORS)},
+        responses={201: ShopperOrderSerializer, **error_responses(**ORDER_ERRORS)},
         tags=TAGS,
     )
     def post(self, request):
@@ -98,15 +98,15 @@ class OrderCreateApi(ShopperApiView):
             payer_id=payer_id, site_url=public_base(request), client_ip=client_ip(request),
             require_payer=channel in PAYER_CHANNELS,
         )
-        return Response(OrderOutputSerializer(order).data, status=201)
+        return Response(ShopperOrderSerializer(order).data, status=201)
 
 
-class OrderDetailApi(ShopperApiView):
+class ShopperOrderDetailApi(ShopperApiView):
     @extend_schema(
         operation_id="shopper_orders_retrieve",
         summary="One of your orders",
-        responses={200: OrderOutputSerializer, **error_responses(**{**AUTH_ERRORS, "404": "order_not_found: not your order"})},
+        responses={200: ShopperOrderSerializer, **error_responses(**{**AUTH_ERRORS, "404": "order_not_found: not your order"})},
         tags=TAGS,
     )
     def get(self, request, out_trade_no: str):
-        return Response(OrderOutputSerializer(orders.order_for_member(member=self.member, out_trade_no=out_trade_no)).data)
+        return Response(ShopperOrderSerializer(orders.order_for_member(member=self.member, out_trade_no=out_trade_no)).data)

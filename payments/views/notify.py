@@ -30,7 +30,7 @@ def _notify(request, gateway: str) -> HttpResponse:
     if declared > limit:
         # Not read at all: stored as refused with what little we know.
         return _answer(notifications.notification_receive(
-            gateway=gateway, headers=request.headers, body=b"\0" * (limit + 1), remote_addr=client_ip(request)
+            gateway=gateway, headers=request.headers, body=b"", remote_addr=client_ip(request), oversized=True
         ))
     return _answer(notifications.notification_receive(
         gateway=gateway, headers=request.headers, body=request.body, remote_addr=client_ip(request)

@@ -54,14 +54,19 @@ def _amount_fen(raw: str) -> int | None:
 
 
 @require_http_methods(["GET", "POST"])
-@member_required
 def pay_page(request, store_code):
+    """A shop that does not exist is said so before anyone is asked to log in."""
     try:
         store = orders.order_store(store_code=store_code)
     except ApplicationError:
         store = None
     if store is None or not (store.is_active and store.merchant.is_active and store.plaza.is_active):
         return _not_found(request, _("This shop's code is not valid. Please ask the shop for help."))
+    return _pay(request, store)
+
+
+@member_required
+def _pay(request, store):
     member = request.member
     client = _client(request)
     channels = _channels(client)
@@ -93,7 +98,8 @@ def pay_page(request, store_code):
         order = orders.order_create(
             store=store, member=member, amount_fen=amount_fen, points_to_use=points, channel=channel or "sandbox",
             client=Order.Client.CASHIER if channel == "sandbox" else client, site_url=public_base(request),
-            payer_id=payer_id, client_ip=client_ip(request), return_path="",
+            payer_id=payer_id, client_ip=client_ip(request),
+            return_path=reverse("pay:order", args=["OUT_TRADE_NO"]).replace("OUT_TRADE_NO", "{out_trade_no}"),
         )
     except ledger.InsufficientPoints:
         context["error"] = _("You have %(balance)s points to spend.") % {"balance": context["points_balance"]}

@@ -349,17 +349,32 @@ def test_checkin_token_of_a_closed_plaza_is_a_404(client, plaza):
 # --- pay at the shop ------------------------------------------------------------------
 
 
-def test_pay_page_shows_the_shop_and_coming_soon(client):
+def test_pay_page_sends_a_visitor_to_login_and_then_shows_the_shop(client, member, settings):
+    settings.O2O_SANDBOX = True
     store = make_store()
     store.unit = "L2-018"
     store.save(update_fields=["unit"])
+    url = reverse("pay:page", args=[store.code])
 
-    response = client.get(reverse("pay:page", args=[store.code]))
+    visitor = client.get(url)
+    assert visitor.status_code == 302 and login_next(visitor) == url
 
+    log_in(client, member)
+    response = client.get(url)
     assert response.status_code == 200
     page = text(response)
     assert store.name in page and store.plaza.name in page and "L2-018" in page
-    assert "即将上线" in page
+    assert 'name="amount"' in page and 'value="sandbox"' in page
+
+
+def test_pay_page_without_any_payment_channel_says_so(client, member, settings):
+    settings.O2O_SANDBOX = False
+    store = make_store()
+    log_in(client, member)
+
+    page = text(client.get(reverse("pay:page", args=[store.code])))
+
+    assert 'name="amount"' not in page and "出示会员码" in page
 
 
 def test_pay_page_of_an_unknown_or_closed_store_is_a_404(client):

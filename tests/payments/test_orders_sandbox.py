@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from django.test import Client, override_settings
+from django.test import Client
 from django.utils import timezone
 
 from members import ledger
@@ -172,3 +172,84 @@ def test_a_refund_takes_back_points_earned_and_gives_back_points_used():
     too_much = pos.post(f"/api/v1/orders/{out_trade_no}/refunds/", {"amount_fen": 1}, key="r3")
     assert too_much.status_code == 409 and too_much.json()["code"] == "order_not_refundable"
     assert_ledger_invariants()
+
+
+def test_a_member_banned_before_the_payment_arrives_gets_no_points_but_the_payment_is_booked():
+    shop = build_shop()
+    member = make_member()
+    out_trade_no = Shopper(member).order(store_code=shop.store.code, amount_fen=5_000).json()["out_trade_no"]
+    member.status = "banned"
+    member.save(update_fields=["status"])
+
+    assert _notify(*sandbox.trade_pay(out_trade_no=out_trade_no)).status_code == 200
+
+    order = Order.objects.get(out_trade_no=out_trade_no)
+    assert order.status == "paid" and order.earn is None
+    assert "earn_refused" in [e.kind for e in order.events.all()]
+    assert PaymentNotification.objects.get().outcome == "processed"
+
+
+@pytest.mark.parametrize("body, status, code", [
+    ({"amount_fen": "100"}, 400, "validation_error"),
+    ({"amount_fen": 0}, 400, "validation_error"),
+    ({"amount_fen": 1.5}, 400, "validation_error"),
+    ({"amount_fen": 100, "points_to_use": -1}, 400, "validation_error"),
+    ({"amount_fen": 100, "points_to_use": 101}, 400, "points_exceed_amount"),
+    ({"amount_fen": 100, "channel": "cash"}, 400, "validation_error"),
+    ({"amount_fen": 100, "coupon_code": "NOPE"}, 404, "coupon_not_found"),
+    ({"amount_fen": 100, "store_code": "no-such-shop"}, 404, "store_not_found"),
+    ({"amount_fen": 100, "points_to_use": 50}, 409, "insufficient_points"),
+    ({"amount_fen": 100, "channel": "wechat"}, 400, "channel_unavailable"),
+])
+def test_a_bad_order_is_refused_with_its_code_and_nothing_is_written(body, status, code):
+    shop = build_shop()
+    member = make_member()
+    request = {"store_code": shop.store.code, "channel": "sandbox", **body}
+
+    response = Shopper(member).post("orders/", request)
+
+    assert (response.status_code, response.json()["code"]) == (status, code)
+    assert not Order.objects.exists() and not SandboxTrade.objects.exists()
+    assert ledger.member_points_balance(member=member) == 0
+
+
+def test_the_sandbox_cashier_does_not_exist_outside_sandbox_mode(settings):
+    shop = build_shop()
+    member = make_member()
+    out_trade_no = Shopper(member).order(store_code=shop.store.code, amount_fen=5_000).json()["out_trade_no"]
+    settings.O2O_SANDBOX = False
+
+    assert Client().get(f"/payments/sandbox/{out_trade_no}/").status_code == 404
+    assert Shopper(member).order(store_code=shop.store.code, amount_fen=5_000).json()["code"] == "channel_unavailable"
+
+
+def test_orders_are_private_to_their_shopper_and_their_merchant():
+    shop, other_shop = build_shop(), build_shop()
+    member, stranger = make_member(), make_member()
+    out_trade_no = Shopper(member).order(store_code=shop.store.code, amount_fen=5_000).json()["out_trade_no"]
+    _notify(*sandbox.trade_pay(out_trade_no=out_trade_no))
+    from tests.payments.conftest import Api
+
+    assert Shopper(member).get(f"orders/{out_trade_no}/").json()["status"] == "paid"
+    assert Shopper(stranger).get(f"orders/{out_trade_no}/").status_code == 404
+    assert Api(shop.raw_key).get(f"/api/v1/orders/{out_trade_no}/").json()["status"] == "paid"
+    assert Api(other_shop.raw_key).get(f"/api/v1/orders/{out_trade_no}/").status_code == 404
+    refused = Api(other_shop.raw_key).post(f"/api/v1/orders/{out_trade_no}/refunds/", {"amount_fen": 100})
+    assert (refused.status_code, refused.json()["code"]) == (404, "order_not_found")
+    assert Order.objects.get(out_trade_no=out_trade_no).refunded_fen == 0
+
+
+def test_a_notification_for_an_unknown_order_or_with_a_hostile_body_is_refused_without_a_500():
+    trade = SandboxTrade(out_trade_no="P20260101nope", transaction_id="SBXnope", amount_fen=100, status="SUCCESS",
+                         paid_at=timezone.now())
+    headers, body = sandbox.notification_for(trade)
+    client = Client(raise_request_exception=False)
+
+    unknown = _notify(headers, body, client)
+    huge = client.post("/payments/notify/sandbox/", data=b"x" * 70_000, content_type="application/json")
+    nested = client.post("/payments/notify/sandbox/", data=b"[" * 50_000, content_type="application/json", headers=headers)
+
+    assert [r.status_code for r in (unknown, huge, nested)] == [400, 400, 400]
+    assert json.loads(unknown.content)["message"] == "order_not_found"
+    assert sorted(PaymentNotification.objects.values_list("reason", flat=True)) == [
+        "order_not_found", "signature_invalid", "too_large"]

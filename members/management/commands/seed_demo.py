@@ -50,6 +50,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  Admin:            {base_url}/admin/  (login {DEMO_STAFF[0]} / {DEMO_STAFF[1]})")
         self.stdout.write(f"  Merchant API:     {base_url}/api/v1/  (docs at {base_url}/api/docs/)")
         self.stdout.write(f"  Shopper pages:    {base_url}/m/login/demo/  (pick a demo shopper)")
+        self.stdout.write(f"  Pay at a shop:    {base_url}/m/pay/{stores[0].code}/  (its payment QR; the sandbox cashier pays)")
         self.stdout.write(f"  Chat simulator:   {base_url}/wechat/simulator/  (staff; a shopper scanning and chatting)")
         self.stdout.write(f"  Demo POS key:     {api_key}  (merchant {stores[0].merchant.name}, store {stores[0].code})")
         self.stdout.write(f"  A demo member:    {members[0].member_no}")
