@@ -52,6 +52,7 @@ bench: install
 	$(PY) bench/ledger.py
 	$(PY) bench/api.py
 	$(PY) bench/bot.py
+	$(PY) bench/notify.py
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .hypothesis

@@ -166,14 +166,18 @@ def ledger_check(expected: dict[str, int]) -> tuple[dict[str, int], list[str]]:
     if (n := unbalanced.count()) > shown:
         violations.append(f"… {n - shown} more unbalanced transactions")
 
-    def total(model, value: str):
+    def total(model, value: str, **only):
         # One correlated sum per row; two joined Sum()s would multiply each other's rows.
         return Coalesce(
-            Subquery(model.objects.filter(account=OuterRef("pk")).order_by().values("account").annotate(s=Sum(value)).values("s")), 0
+            Subquery(
+                model.objects.filter(account=OuterRef("pk"), **only).order_by().values("account").annotate(s=Sum(value)).values("s")
+            ),
+            0,
         )
 
+    # The balance is the available lots; pending ones (a tier's extra) sit beside it.
     wallets = Account.objects.filter(kind=Account.Kind.WALLET).annotate(
-        entries_sum=total(Entry, "amount"), lots_sum=total(Lot, "remaining")
+        entries_sum=total(Entry, "amount"), lots_sum=total(Lot, "remaining", status=Lot.Status.AVAILABLE)
     )
     wrong = wallets.filter(~Q(balance=F("entries_sum")) | ~Q(balance=F("lots_sum")) | Q(balance__lt=0)).order_by("pk")
     for w in wrong[:shown]:

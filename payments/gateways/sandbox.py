@@ -165,9 +165,9 @@ class SandboxGateway(Gateway):
         lowered = {key.lower(): value for key, value in headers.items()}
         stamp = lowered.get(TIMESTAMP_HEADER.lower(), "")
         signature = lowered.get(SIGNATURE_HEADER.lower(), "")
-        if not stamp.isdigit() or not signature:
+        if not (stamp.isascii() and stamp.isdigit()) or not signature:
             raise NotificationRejected("signature_missing")
-        if not hmac.compare_digest(signature, sign(stamp, body)):
+        if not hmac.compare_digest(signature.encode("utf-8", "replace"), sign(stamp, body).encode()):
             raise NotificationRejected("signature_invalid")
         if abs(time.time() - int(stamp)) > TIMESTAMP_WINDOW_SECONDS:
             raise NotificationRejected("stale")

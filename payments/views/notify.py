@@ -1,7 +1,7 @@
 """The platforms' notification endpoints: read the body, hand it over, answer in kind."""
 
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -41,6 +41,8 @@ def _endpoint(gateway: str):
     @csrf_exempt
     @require_POST
     def view(request):
+        if gateway == "sandbox" and not settings.O2O_SANDBOX:
+            raise Http404  # the sandbox cashier is the demo's platform only
         return _notify(request, gateway)
 
     view.__name__ = f"notify_{gateway}"

@@ -253,3 +253,23 @@ def test_a_notification_for_an_unknown_order_or_with_a_hostile_body_is_refused_w
     assert json.loads(unknown.content)["message"] == "order_not_found"
     assert sorted(PaymentNotification.objects.values_list("reason", flat=True)) == [
         "order_not_found", "signature_invalid", "too_large"]
+
+
+def test_a_signature_that_is_not_ascii_is_refused_without_a_500():
+    answer = Client(raise_request_exception=False).post(
+        "/payments/notify/sandbox/", data=b"{}", content_type="application/json",
+        headers={sandbox.TIMESTAMP_HEADER: "²", sandbox.SIGNATURE_HEADER: "é"},
+    )
+    other = Client(raise_request_exception=False).post(
+        "/payments/notify/sandbox/", data=b"{}", content_type="application/json",
+        headers={sandbox.TIMESTAMP_HEADER: str(int(timezone.now().timestamp())), sandbox.SIGNATURE_HEADER: "é" * 64},
+    )
+
+    assert (answer.status_code, other.status_code) == (400, 400)
+    assert sorted(PaymentNotification.objects.values_list("reason", flat=True)) == ["signature_invalid", "signature_missing"]
+
+
+def test_the_sandbox_notification_endpoint_does_not_exist_outside_sandbox_mode(settings):
+    settings.O2O_SANDBOX = False
+
+    assert Client().post("/payments/notify/sandbox/", data=b"{}", content_type="application/json").status_code == 404
