@@ -1,4 +1,5 @@
-"""A merchant's numbers: daily sales and visits, and the monthly settlement.
+"""A merchant's numbers: daily sales and visits, and the monthly settlement (points, and
+the payments the mall collected for it).
 
 Aggregates in the database (one grouped query per source), never loops over rows.
 Days are the mall's local days (settings.TIME_ZONE).
@@ -17,7 +18,7 @@ from django.utils import timezone
 from core.errors import ApplicationError
 from members import ledger
 from members.models import Account, Entry, Merchant
-from payments.models import Purchase, PurchaseRefund
+from payments.models import Order, OrderRefund, Purchase, PurchaseRefund
 
 MAX_REPORT_DAYS = 92
 # Reports cover the years the ledger can hold; outside them date arithmetic would overflow.
@@ -116,7 +117,36 @@ def period_parse(period: str) -> tuple[date, date]:
     return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
 
 
-def merchant_monthly_settlement(*, merchant: Merchant, period: str) -> ledger.Settlement:
+@dataclass(frozen=True)
+class MonthlyStatement:
+    """The points settlement, and the payments the mall's own account collected for the
+    merchant (orders outside partner mode), which the mall owes it."""
+
+    merchant_id: int
+    start: datetime
+    end: datetime
+    funded_points: int
+    accepted_points: int
+    funded_fen: int
+    accepted_fen: int
+    net_fen: int  # points: positive, the pool owes the merchant
+    collected_fen: int  # paid to the mall's account for this merchant's orders
+    refunded_fen: int  # of those, given back by refunds that succeeded in the period
+    payments_due_fen: int  # collected − refunded: what the mall owes for payments
+    total_due_fen: int  # net_fen + payments_due_fen: positive, the mall pays the merchant
+
+
+def merchant_monthly_settlement(*, merchant: Merchant, period: str) -> MonthlyStatement:
     first, last = period_parse(period)
     start, end = _day_bounds(first, last)
-    return ledger.merchant_settlement(merchant=merchant, start=start, end=end)
+    points = ledger.merchant_settlement(merchant=merchant, start=start, end=end)
+    mall_orders = Order.objects.filter(merchant=merchant, collector=Order.Collector.MALL)
+    collected = mall_orders.filter(paid_at__gte=start, paid_at__lt=end).aggregate(s=Sum("payable_fen"))["s"] or 0
+    refunded = OrderRefund.objects.filter(
+        order__in=mall_orders, kind=OrderRefund.Kind.REQUESTED, status=OrderRefund.Status.SUCCEEDED,
+        finished_at__gte=start, finished_at__lt=end,
+    ).aggregate(s=Sum("cash_fen"))["s"] or 0
+    return MonthlyStatement(
+        **points.__dict__, collected_fen=collected, refunded_fen=refunded, payments_due_fen=collected - refunded,
+        total_due_fen=points.net_fen + collected - refunded,
+    )

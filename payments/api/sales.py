@@ -401,10 +401,15 @@ class SettlementApi(MerchantApiView):
         funded_fen = serializers.IntegerField(help_text="What this merchant owes the pool.")
         accepted_fen = serializers.IntegerField(help_text="What the pool owes this merchant.")
         net_fen = serializers.IntegerField(help_text="accepted − funded: positive, the pool pays the merchant; negative, the merchant pays.")
+        collected_fen = serializers.IntegerField(help_text="Shoppers' payments for this merchant's orders that the mall's own "
+                                                 "account collected this month (not those collected in partner mode).")
+        refunded_fen = serializers.IntegerField(help_text="Of those, what refunds that succeeded this month gave back.")
+        payments_due_fen = serializers.IntegerField(help_text="collected − refunded: what the mall owes for payments.")
+        total_due_fen = serializers.IntegerField(help_text="net_fen + payments_due_fen: positive, the mall pays the merchant.")
 
     @extend_schema(
         operation_id="settlements_retrieve",
-        summary="The settlement statement for a month",
+        summary="The settlement statement for a month: points, and payments the mall collected for the merchant",
         parameters=[OpenApiParameter("period", str, OpenApiParameter.QUERY, required=True, description="YYYY-MM")],
         responses={200: OutputSerializer, **merchant_error_responses(**{"400": "invalid_period: not YYYY-MM"})},
         tags=["reports"],

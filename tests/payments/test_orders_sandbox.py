@@ -273,3 +273,23 @@ def test_the_sandbox_notification_endpoint_does_not_exist_outside_sandbox_mode(s
     settings.O2O_SANDBOX = False
 
     assert Client().post("/payments/notify/sandbox/", data=b"{}", content_type="application/json").status_code == 404
+
+
+def test_the_monthly_statement_shows_what_the_mall_collected_for_the_merchant_and_owes_it():
+    shop = build_shop()
+    member = make_member()
+    ledger.points_grant(member=member, points=1_000, reason="gift", idempotency_key="g")
+    out_trade_no = Shopper(member).order(store_code=shop.store.code, amount_fen=10_000, points_to_use=1_000).json()["out_trade_no"]
+    _notify(*sandbox.trade_pay(out_trade_no=out_trade_no))
+    from tests.payments.conftest import Api
+
+    pos = Api(shop.raw_key)
+    assert pos.post(f"/api/v1/orders/{out_trade_no}/refunds/", {"amount_fen": 5_000}).json()["status"] == "succeeded"
+    period = timezone.localdate().strftime("%Y-%m")
+
+    statement = pos.get("/api/v1/settlements/", {"period": period}).json()
+
+    # ¥90 paid in cash, ¥45 refunded; 1,000 points taken as payment, 500 given back; 90 points funded, 45 taken back.
+    assert (statement["collected_fen"], statement["refunded_fen"], statement["payments_due_fen"]) == (9_000, 4_500, 4_500)
+    assert (statement["accepted_points"], statement["funded_points"]) == (500, 45)
+    assert statement["total_due_fen"] == statement["net_fen"] + 4_500 == 455 + 4_500
