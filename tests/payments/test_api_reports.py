@@ -165,6 +165,11 @@ def test_settlement_states_funded_accepted_and_net(busy_day):
         "funded_fen": 160,
         "accepted_fen": 30,
         "net_fen": -130,  # the merchant pays the pool
+        # No QR orders this month: nothing collected on the merchant's behalf.
+        "collected_fen": 0,
+        "refunded_fen": 0,
+        "payments_due_fen": 0,
+        "total_due_fen": -130,
     }
 
 
