@@ -1,6 +1,7 @@
 """Who talks to the deployment in tests/e2e, over real HTTP: a client behind nginx
 (``Site``), WeChat's servers posting to /wechat/ in safe mode (``OfficialAccount``),
-and the fake WeChat the deployment's own processes call (``FakeWeChat``)."""
+and the fake WeChat and Alipay the deployment's own processes call (``FakeWeChat``,
+``FakeAlipay``)."""
 
 import json
 import re
@@ -8,13 +9,24 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import requests
 
 from tests.bots.platforms import wechat_decrypt, wechat_encrypt, wechat_signature, xml_dict
-from tests.fakes.platform_server import FakePlatformServer, RecordedRequest, Reply, json_reply
+from tests.fakes.platform_server import (
+    FakePlatformServer,
+    RecordedRequest,
+    Reply,
+    alipay_request_signature_valid,
+    alipay_signed_response,
+    json_reply,
+    rsa2_sign,
+)
 
 # --- the site, through nginx -----------------------------------------------------------
 
@@ -296,3 +308,204 @@ class FakeWeChat:
         if body.get("msgtype") != "text" or body.get("touser") not in self._followers:
             return json_reply({"errcode": 40003, "errmsg": "invalid openid"})
         return json_reply({"errcode": 0, "errmsg": "ok"})
+
+
+# --- Alipay's open API, faked for the deployment's processes ---------------------------
+
+
+class FakeAlipay:
+    """Alipay's gateway (ALIPAY_GATEWAY_URL: every method is a form POSTed to /gateway.do)
+    as the deployment's web and task processes call it, keeping a book of trades the way
+    Alipay does: mini-program logins (alipay.system.oauth.token), trades opened
+    (precreate, create), queried, closed and refunded. It answers only requests signed
+    with the app's key and signs its answers with Alipay's. Tests say who logs in
+    (``login``) and who pays (``paid_notification``: the trade is paid, and the signed
+    trade_status_sync form Alipay would POST to the notify URL is returned)."""
+
+    PATH = "/gateway.do"
+
+    def __init__(self, server: FakePlatformServer, *, app_id: str, app_public_pem: str, alipay_private_pem: str,
+                 seller_id: str):
+        self.server, self.app_id, self.seller_id = server, app_id, seller_id
+        self._app_public_pem, self._alipay_private_pem = app_public_pem, alipay_private_pem
+        self._lock = threading.Lock()
+        self._logins: dict[str, str] = {}  # auth_code → user_id, taken once
+        self.trades: dict[str, dict] = {}  # out_trade_no → the trade as Alipay keeps it
+        server.script(self.PATH, self._gateway)
+
+    @staticmethod
+    def new_user_id() -> str:
+        """An Alipay user_id: "2088" and twelve digits."""
+        return "2088" + _digits(12)
+
+    def login(self, user_id: str) -> str:
+        """The my.getAuthCode() code of ``user_id`` opening the mini-program."""
+        code = "auth-" + secrets.token_hex(8)
+        with self._lock:
+            self._logins[code] = user_id
+        return code
+
+    def calls(self, method: str, out_trade_no: str | None = None) -> list[dict]:
+        """Our requests for ``method`` (of ``out_trade_no``), in order, biz_content parsed as ``biz``."""
+        found = []
+        for request in self.server.requests_to(self.PATH):
+            form = request.form
+            if form.get("method") != method:
+                continue
+            biz = json.loads(form.get("biz_content") or "{}")
+            if out_trade_no is None or biz.get("out_trade_no") == out_trade_no:
+                found.append({**form, "biz": biz})
+        return found
+
+    def paid_notification(self, out_trade_no: str, *, buyer_id: str | None = None) -> dict[str, str]:
+        """The shopper pays the trade (``buyer_id``: whoever scanned a precreate QR; a
+        created trade names its buyer); the notification Alipay sends about it."""
+        with self._lock:
+            trade = self.trades[out_trade_no]
+            assert trade["trade_status"] == "WAIT_BUYER_PAY", trade
+            trade.update(trade_status="TRADE_SUCCESS", gmt_payment=_alipay_now(),
+                         buyer_id=buyer_id or trade["buyer_id"])
+            assert trade["buyer_id"], "who paid?"
+            fields = {
+                "notify_time": _alipay_now(), "notify_type": "trade_status_sync", "notify_id": secrets.token_hex(16),
+                "charset": "utf-8", "version": "1.0", "sign_type": "RSA2", "app_id": self.app_id,
+                "auth_app_id": self.app_id, "trade_no": trade["trade_no"], "out_trade_no": out_trade_no,
+                "buyer_id": trade["buyer_id"], "seller_id": trade["seller_id"], "trade_status": "TRADE_SUCCESS",
+                "total_amount": trade["total_amount"], "receipt_amount": trade["total_amount"],
+                "buyer_pay_amount": trade["total_amount"], "subject": trade["subject"],
+                "gmt_create": trade["gmt_create"], "gmt_payment": trade["gmt_payment"],
+                "fund_bill_list": json.dumps([{"amount": trade["total_amount"], "fundChannel": "ALIPAYACCOUNT"}]),
+            }
+        return self.signed(fields, self._alipay_private_pem)
+
+    @staticmethod
+    def signed(fields: dict[str, str], private_pem: str) -> dict[str, str]:
+        """``fields`` with the RSA2 signature Alipay puts on a notification: every field but
+        sign and sign_type, sorted by name, ``k=v&…`` (UTF-8), under ``private_pem``."""
+        content = "&".join(f"{name}={fields[name]}" for name in sorted(fields) if name not in ("sign", "sign_type"))
+        return {**fields, "sign": rsa2_sign(content, private_pem)}
+
+    # The gateway: one method a request.
+
+    def _gateway(self, request: RecordedRequest) -> Reply:
+        form = request.form
+        if request.method != "POST" or form.get("app_id") != self.app_id or not alipay_request_signature_valid(
+            form, self._app_public_pem
+        ):
+            return json_reply({"error_response": {"code": "40002", "msg": "Invalid Arguments",
+                                                  "sub_code": "isv.invalid-signature", "sub_msg": "验签出错"}})
+        method = form.get("method", "")
+        handler = {
+            "alipay.system.oauth.token": self._oauth_token,
+            "alipay.trade.precreate": self._open,
+            "alipay.trade.create": self._open,
+            "alipay.trade.query": self._query,
+            "alipay.trade.close": self._close,
+            "alipay.trade.refund": self._refund,
+            "alipay.trade.fastpay.refund.query": self._refund_query,
+        }.get(method)
+        if handler is None:
+            return json_reply({"error_response": {"code": "40002", "msg": "Invalid Arguments",
+                                                  "sub_code": "isv.invalid-method", "sub_msg": "不存在的方法名"}})
+        biz = json.loads(form.get("biz_content") or "{}")
+        with self._lock:
+            key, payload = handler(form, biz)
+        return Reply(body=alipay_signed_response(key or method.replace(".", "_") + "_response", payload,
+                                                 self._alipay_private_pem))
+
+    @staticmethod
+    def _failed(sub_code: str, sub_msg: str) -> tuple[None, dict]:
+        return None, {"code": "40004", "msg": "Business Failed", "sub_code": sub_code, "sub_msg": sub_msg}
+
+    @staticmethod
+    def _success(**fields) -> tuple[None, dict]:
+        return None, {"code": "10000", "msg": "Success", **fields}
+
+    def _oauth_token(self, form, biz):
+        user_id = self._logins.pop(form.get("code") or "", None)
+        if form.get("grant_type") != "authorization_code" or user_id is None:
+            return "error_response", {"code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.code-invalid",
+                                      "sub_msg": "授权码code无效"}
+        return None, {"user_id": user_id, "access_token": "authusr" + secrets.token_hex(16), "expires_in": 1296000,
+                      "refresh_token": "authusr" + secrets.token_hex(16), "re_expires_in": 2592000,
+                      "auth_start": _alipay_now()}
+
+    def _open(self, form, biz):
+        out_trade_no = biz.get("out_trade_no", "")
+        if out_trade_no in self.trades:
+            return self._failed("ACQ.TRADE_HAS_SUCCESS" if self.trades[out_trade_no]["trade_status"] == "TRADE_SUCCESS"
+                                else "ACQ.CONTEXT_INCONSISTENT", "交易已存在")
+        trade = {
+            "out_trade_no": out_trade_no, "trade_no": time.strftime("%Y%m%d") + "22001" + _digits(15),
+            "total_amount": biz["total_amount"], "subject": biz["subject"], "notify_url": form.get("notify_url", ""),
+            "buyer_id": biz.get("buyer_id", ""), "seller_id": self.seller_id, "trade_status": "WAIT_BUYER_PAY",
+            "gmt_create": _alipay_now(), "refunds": {},
+        }
+        self.trades[out_trade_no] = trade
+        if form["method"] == "alipay.trade.precreate":
+            trade["qr_code"] = "https://qr.alipay.com/bax0" + secrets.token_hex(10)  # data for a QR, never fetched
+            return self._success(out_trade_no=out_trade_no, qr_code=trade["qr_code"])
+        return self._success(out_trade_no=out_trade_no, trade_no=trade["trade_no"])
+
+    def _query(self, form, biz):
+        trade = self.trades.get(biz.get("out_trade_no", ""))
+        if trade is None:
+            return self._failed("ACQ.TRADE_NOT_EXIST", "交易不存在")
+        answer = {"trade_no": trade["trade_no"], "out_trade_no": trade["out_trade_no"],
+                  "trade_status": trade["trade_status"], "total_amount": trade["total_amount"]}
+        if trade.get("gmt_payment"):
+            answer.update(buyer_user_id=trade["buyer_id"], send_pay_date=trade["gmt_payment"])
+        return self._success(**answer)
+
+    def _close(self, form, biz):
+        trade = self.trades.get(biz.get("out_trade_no", ""))
+        if trade is None:
+            return self._failed("ACQ.TRADE_NOT_EXIST", "交易不存在")
+        if trade["trade_status"] != "WAIT_BUYER_PAY":
+            return self._failed("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
+        trade["trade_status"] = "TRADE_CLOSED"
+        return self._success(trade_no=trade["trade_no"], out_trade_no=trade["out_trade_no"])
+
+    def _refund(self, form, biz):
+        trade = self.trades.get(biz.get("out_trade_no", ""))
+        if trade is None:
+            return self._failed("ACQ.TRADE_NOT_EXIST", "交易不存在")
+        if trade["trade_status"] != "TRADE_SUCCESS":
+            return self._failed("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
+        request_no, amount = biz.get("out_request_no") or trade["out_trade_no"], _fen(biz["refund_amount"])
+        change = "N"
+        if request_no not in trade["refunds"]:
+            if sum(trade["refunds"].values()) + amount > _fen(trade["total_amount"]):
+                return self._failed("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限")
+            trade["refunds"][request_no], change = amount, "Y"
+        refunded = sum(trade["refunds"].values())
+        return self._success(trade_no=trade["trade_no"], out_trade_no=trade["out_trade_no"], buyer_logon_id="e2e***@example.com",
+                             fund_change=change, refund_fee=_yuan(refunded), gmt_refund_pay=_alipay_now())
+
+    def _refund_query(self, form, biz):
+        trade = self.trades.get(biz.get("out_trade_no", ""))
+        if trade is None:
+            return self._failed("ACQ.TRADE_NOT_EXIST", "交易不存在")
+        request_no = biz.get("out_request_no") or trade["out_trade_no"]
+        if request_no not in trade["refunds"]:
+            return self._success()  # Alipay's answer for a refund it has no record of
+        return self._success(trade_no=trade["trade_no"], out_trade_no=trade["out_trade_no"], out_request_no=request_no,
+                             total_amount=trade["total_amount"], refund_amount=_yuan(trade["refunds"][request_no]),
+                             refund_status="REFUND_SUCCESS")
+
+
+def _alipay_now() -> str:
+    """Now, as Alipay writes times: Beijing time, to the second."""
+    return datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _digits(count: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(count))
+
+
+def _fen(yuan: str) -> int:
+    return int(Decimal(yuan) * 100)
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
