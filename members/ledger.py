@@ -601,7 +601,9 @@ def _reverse_redeem_body(original, key, request_hash, points, reason, *, counter
             skip, size = skip - used, size - used
             give = min(size, left)
             if give:
-                legs.append(_credit(wallet, txn, give, entry.lot.expires_at))
+                # The same points back, so a later refund of the purchase that earned them
+                # finds them among its own (``_lots_descending_from``).
+                legs.append(_credit(wallet, txn, give, entry.lot.expires_at, moved_from=entry.lot))
                 left -= give
         source = counter or _system_account(Account.Kind.MERCHANT_ACCEPTANCE, merchant=original.merchant)
         legs.append((source, -points, None, wallet.member_id))

@@ -20,6 +20,7 @@ from django.utils.translation import override
 from django_q.tasks import async_task
 
 from core.errors import ApplicationError, Conflict, NotFound, PlatformError
+from core.platforms import PlatformRejected
 from core.money import fen_to_yuan
 from members import ledger, pushes
 from members.identity import member_for_identity
@@ -405,11 +406,17 @@ def order_close(*, order: Order, at: datetime | None = None, operator=None) -> O
         partner = {"sub_merchant_id": order.sub_merchant_id,
                    "app_auth_token": order.merchant.alipay_app_auth_token if order.collector == Order.Collector.PARTNER else ""}
         payment = gateway.query(out_trade_no=order.out_trade_no, **partner)
+        if payment.state == TradeState.PENDING:
+            try:
+                gateway.close(out_trade_no=order.out_trade_no, **partner)
+            except PlatformRejected:
+                # Paid meanwhile, or closed by another worker a moment ago: ask again.
+                payment = gateway.query(out_trade_no=order.out_trade_no, **partner)
+                if payment.state == TradeState.PENDING:
+                    raise
         if payment.state == TradeState.PAID:
             order_payment_confirm(gateway=order.gateway, payment=payment, at=at)
             return Order.objects.get(pk=order.pk)
-        if payment.state == TradeState.PENDING:
-            gateway.close(out_trade_no=order.out_trade_no, **partner)
     _close(order, now=at or timezone.now(), kind="closed", operator=operator)
     return Order.objects.get(pk=order.pk)
 

@@ -146,7 +146,9 @@ class Lot(models.Model):
     # lot's extra, for its daily cap (kept here so the release job needs no join).
     releases_at = models.DateTimeField(null=True, blank=True)
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    # A lot carried over from another member's lot by a transfer (a merge).
+    # A lot carried over from another member's lot by a transfer (a merge), or given back
+    # by a refund of the spend that took it: the same points, for the refund of the
+    # purchase that earned them.
     moved_from = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="moved_to")
     created_at = models.DateTimeField()
 

@@ -4,6 +4,7 @@ pays with WeChat Pay (inside WeChat), Alipay (elsewhere) or, in the demo, the sa
 cashier; the order page follows the order until the notification has booked it."""
 
 import logging
+import re
 
 from django.conf import settings
 from django.http import JsonResponse
@@ -43,14 +44,15 @@ def _whole_number(raw: str) -> int | None:
     return int(raw)
 
 
+_YUAN = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,2})?", re.ASCII)
+
+
 def _amount_fen(raw: str) -> int | None:
+    """Yuan as a shopper types them: "68", "68.5", "68.50"; nothing else (no exponents)."""
     raw = (raw or "").strip()
-    if not raw or len(raw) > 16:
+    if not _YUAN.fullmatch(raw):
         return None
-    try:
-        return yuan_to_fen(raw)
-    except ValueError:
-        return None
+    return yuan_to_fen(raw)
 
 
 @require_http_methods(["GET", "POST"])
