@@ -1,6 +1,6 @@
 """Fen (integer) ⇄ yuan (decimal string), the only place money leaves integers."""
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
 
 FEN_PER_YUAN = 100
 
@@ -20,11 +20,12 @@ def yuan_to_fen(amount_yuan: str) -> int:
         raise TypeError("amount_yuan must be a str (never a float)")
     try:
         value = Decimal(amount_yuan.strip())
-    except InvalidOperation:
+        if not value.is_finite():
+            raise ValueError(f"not an amount: {amount_yuan!r}")
+        fen = value * FEN_PER_YUAN
+        whole = fen == fen.to_integral_value()
+    except DecimalException:  # malformed, or an exponent past what the context holds ("1e999999")
         raise ValueError(f"not an amount: {amount_yuan!r}") from None
-    if not value.is_finite():
-        raise ValueError(f"not an amount: {amount_yuan!r}")
-    fen = value * FEN_PER_YUAN
-    if fen != fen.to_integral_value():
+    if not whole:
         raise ValueError(f"finer than one fen: {amount_yuan!r}")
     return int(fen)

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from core import metrics
 from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
-from members.models import Account, Entry, Lot, Member, Merchant, PointsTransaction, Store
+from members.models import Account, Entry, Lot, Member, Merchant, PointsTransaction, ShortfallRecovery, Store
 
 Kind = PointsTransaction.Kind
 MAX_KEY_LENGTH = PointsTransaction._meta.get_field("idempotency_key").max_length
@@ -587,30 +587,74 @@ def _reverse_redeem_body(original, key, request_hash, points, reason, *, counter
             raise RefundExceedsPurchase(extra={"refundable_points": -original.points - returned_before})
         if original.kind == Kind.HOLD and counter is None and _hold_open(original) > 0:
             raise HoldNotCaptured(extra={"hold": original.idempotency_key})
-        txn = _new_transaction(
-            key=key, request_hash=request_hash, kind=Kind.REVERSE, member_id=wallet.member_id, points=points,
-            now=now, merchant=original.merchant, store=original.store, reverses=original, reason=reason,
-            reference=original.reference,
-        )
         # What the redemption took, latest expiry first; earlier reversals gave back the head.
         taken = original.entries.filter(lot__isnull=False).select_related("lot").order_by("-lot__expires_at", "-lot_id")
-        legs, skip, left = [], returned_before, points
+        chunks, skip, left = [], returned_before, points
         for entry in taken:
             size = -entry.amount
             used = min(skip, size)
             skip, size = skip - used, size - used
             give = min(size, left)
             if give:
+                chunks.append((entry.lot, give))
+                left -= give
+        recoveries = _shortfall_recoveries(chunks)
+        recovered = sum(points for _, _, points in recoveries)
+        txn = _new_transaction(
+            key=key, request_hash=request_hash, kind=Kind.REVERSE, member_id=wallet.member_id, points=points - recovered,
+            now=now, merchant=original.merchant, store=original.store, reverses=original, reason=reason,
+            reference=original.reference,
+        )
+        legs = []
+        for lot, give in chunks:
+            back = give - sum(points for chunk_lot, _, points in recoveries if chunk_lot.pk == lot.pk)
+            if back:
                 # The same points back, so a later refund of the purchase that earned them
                 # finds them among its own (``_lots_descending_from``).
-                legs.append(_credit(wallet, txn, give, entry.lot.expires_at, moved_from=entry.lot))
-                left -= give
+                legs.append(_credit(wallet, txn, back, lot.expires_at, moved_from=lot))
+        for _, earn, points_recovered in recoveries:
+            legs.append((_system_account(Account.Kind.MERCHANT_FUNDING, merchant=earn.merchant), points_recovered, None, wallet.member_id))
+            ShortfallRecovery.objects.create(
+                earn=earn, transaction=txn, member_id=wallet.member_id, points=points_recovered, created_at=now
+            )
         source = counter or _system_account(Account.Kind.MERCHANT_ACCEPTANCE, merchant=original.merchant)
         legs.append((source, -points, None, wallet.member_id))
         _post(txn, legs)
         return txn
 
     return body
+
+
+def _root_earn(lot: Lot) -> PointsTransaction | None:
+    """The purchase whose points ``lot`` is (following give-backs and merges to the first lot)."""
+    seen = set()
+    while lot.moved_from_id is not None and lot.pk not in seen:
+        seen.add(lot.pk)
+        lot = Lot.objects.select_related("transaction").get(pk=lot.moved_from_id)
+    txn = lot.transaction
+    return txn if txn.kind == Kind.EARN else None
+
+
+def _shortfall_recoveries(chunks: list[tuple[Lot, int]]) -> list[tuple[Lot, PointsTransaction, int]]:
+    """Of the points a refunded spend gives back, those its purchase's refund could not take
+    back (the shortfall, borne by the funding merchant): they go back to that merchant, not
+    to the wallet. Otherwise refunding a purchase, then the spend of its points, would leave
+    the shopper the points of a purchase that no longer exists."""
+    outstanding: dict[int, int] = {}
+    recoveries = []
+    for lot, give in chunks:
+        earn = _root_earn(lot)
+        if earn is None:
+            continue
+        if earn.pk not in outstanding:
+            shortfall = earn.reversals.aggregate(s=Sum("shortfall"))["s"] or 0
+            recovered = earn.shortfall_recoveries.aggregate(s=Sum("points"))["s"] or 0
+            outstanding[earn.pk] = shortfall - recovered
+        take = min(give, outstanding[earn.pk])
+        if take > 0:
+            outstanding[earn.pk] -= take
+            recoveries.append((lot, earn, take))
+    return recoveries
 
 
 # --- order holds --------------------------------------------------------------------

@@ -273,6 +273,7 @@ REDEMPTION_TOKEN_TTL_SECONDS = env_int("REDEMPTION_TOKEN_TTL_SECONDS", 120)
 # (sent to the platform as time_expire; the schedule closes it after), and the largest
 # notification body read (a platform's are a few KB).
 ORDER_PAY_MINUTES = env_int("ORDER_PAY_MINUTES", 15)
+ORDER_OPEN_MAX = env_int("ORDER_OPEN_MAX", 5)  # a shopper's orders awaiting payment at once
 PAYMENT_NOTIFY_MAX_BYTES = env_int("PAYMENT_NOTIFY_MAX_BYTES", 65536)
 if POINT_VALUE_FEN <= 0 or POINTS_LIFETIME_DAYS <= 0 or MAX_AMOUNT_FEN <= 0:
     raise ImproperlyConfigured("POINT_VALUE_FEN, POINTS_LIFETIME_DAYS and MAX_AMOUNT_FEN must be positive")

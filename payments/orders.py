@@ -23,7 +23,7 @@ from core.errors import ApplicationError, Conflict, NotFound, PlatformError
 from core.platforms import PlatformRejected
 from core.money import fen_to_yuan
 from members import ledger, pushes
-from members.identity import member_for_identity
+from members.identity import member_active, member_for_identity
 from members.models import Identity, Lot, Member, Store, Visit
 from members.services import visit_record
 from payments import gateways
@@ -39,6 +39,13 @@ class PointsOverAmount(ApplicationError):
     """The points used are worth more than the amount."""
 
     code = "points_exceed_amount"
+
+
+class TooManyOpenOrders(ApplicationError):
+    """Too many orders awaiting payment: pay or wait for them to expire."""
+
+    code = "too_many_open_orders"
+    status = 429
 
 
 class PayerUnknown(ApplicationError):
@@ -179,8 +186,12 @@ def order_create(
     if points_fen > amount_fen:
         raise PointsOverAmount(extra={"max_points": amount_fen // settings.POINT_VALUE_FEN})
     merchant = store.merchant
-    if not (merchant.is_active and store.is_active):
+    if not (merchant.is_active and store.is_active and store.plaza.is_active):
         raise ledger.MerchantNotActive(extra={"store_code": store.code})
+    if member is not None and Order.objects.filter(member=member, status=Order.Status.CREATED).count() >= settings.ORDER_OPEN_MAX:
+        # Each order opens a trade under the mall's merchant number: one shopper may not
+        # use up the mall's quota at the platforms.
+        raise TooManyOpenOrders(extra={"max_open_orders": settings.ORDER_OPEN_MAX})
     if amount_fen > ledger._merchant_max_sale_fen(merchant):
         raise ledger.SaleAmountOverLimit(extra={"max_sale_fen": ledger._merchant_max_sale_fen(merchant)})
     payable_fen = amount_fen - points_fen
@@ -225,8 +236,9 @@ def order_create(
         logger.warning("opening trade %s at %s failed: %s", order.out_trade_no, gateway_name, exc)
         _close(order, now=timezone.now(), kind="charge_failed")
         raise
-    Order.objects.filter(pk=order.pk).update(pay_params=result.pay_params)
-    order.pay_params = result.pay_params
+    # Unless it was paid (or closed) meanwhile: then there is nothing to pay with.
+    if Order.objects.filter(pk=order.pk, status=Order.Status.CREATED).update(pay_params=result.pay_params):
+        order.pay_params = result.pay_params
     return order
 
 
@@ -264,6 +276,7 @@ def _paid(order: Order, *, payment: Payment | None, now: datetime) -> None:
     member = _payer(order, payment)
     if member is not None and order.member_id is None:
         fields["member"] = member
+    fields["pay_params"] = {}  # nothing left to pay with
     if not _transition(order, Order.Status.PAID, from_status=Order.Status.CREATED, now=now, kind="paid", **fields):
         raise OrderNotPayable(extra={"status": Order.objects.get(pk=order.pk).status})
     if order.points_hold_id:
@@ -287,6 +300,7 @@ def _paid(order: Order, *, payment: Payment | None, now: datetime) -> None:
             return
         Order.objects.filter(pk=order.pk).update(earn=order.earn)
         earned = order.earn.points
+    member = member_active(member)  # merged since the order was made: the member it lives on as
     visit_record(member=member, plaza=order.store.plaza, store=order.store, kind=Visit.Kind.PAYMENT, amount_fen=order.amount_fen, at=now)
     _push_paid(order, member=member, earned=earned)
 
@@ -388,7 +402,7 @@ def _enqueue_submit(refund_id: int) -> None:
 def _close(order: Order, *, now: datetime, kind: str, operator=None) -> bool:
     with transaction.atomic():
         if not _transition(order, Order.Status.CLOSED, from_status=Order.Status.CREATED, now=now, kind=kind,
-                           operator=operator, closed_at=now):
+                           operator=operator, closed_at=now, pay_params={}):
             return False
         if order.points_hold_id:
             ledger.points_hold_release(hold=order.points_hold, idempotency_key=f"order:{order.out_trade_no}:release", at=now)
@@ -452,8 +466,11 @@ def order_reconcile(*, order: Order, at: datetime | None = None) -> str:
 
 
 def order_for_member(*, member: Member, out_trade_no: str) -> Order:
-    order = Order.objects.select_related("store", "merchant").filter(member=member, out_trade_no=out_trade_no).first()
-    if order is None:
+    """The member's order, or one of a member merged into it."""
+    order = Order.objects.select_related("store", "merchant", "member").filter(out_trade_no=out_trade_no).first()
+    if order is not None and order.member_id is not None and member_active(order.member).pk != member.pk:
+        order = None
+    if order is None or order.member_id is None:
         raise OrderNotFound()
     return order
 

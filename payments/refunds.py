@@ -48,15 +48,19 @@ class RefundExceedsOrder(Conflict):
     code = "refund_exceeds_order"
 
 
-def _split(order: Order, before: int, amount: int) -> tuple[int, int]:
+def _split(order: Order, amount: int) -> tuple[int, int]:
     """(cash fen, points) going back when ``amount`` more of the order's amount is refunded.
 
-    Cumulative rounding: partial refunds add up exactly to what was paid in each.
+    Cumulative: what the refunds that did not fail give back, this one included, is the
+    order's cash and points in proportion to their amounts together (rounded down), so
+    partial refunds add up exactly — even when one of them failed in between.
     """
-    after = before + amount
-    cash = order.payable_fen * after // order.amount_fen - order.payable_fen * before // order.amount_fen
-    points = order.points_used * after // order.amount_fen - order.points_used * before // order.amount_fen
-    return cash, points
+    live = order.refunds.filter(kind=OrderRefund.Kind.REQUESTED).exclude(status=OrderRefund.Status.FAILED)
+    sums = live.aggregate(amount=Sum("amount_fen"), cash=Sum("cash_fen"), points=Sum("points"))
+    after = (sums["amount"] or 0) + amount
+    cash = order.payable_fen * after // order.amount_fen - (sums["cash"] or 0)
+    points = order.points_used * after // order.amount_fen - (sums["points"] or 0)
+    return max(cash, 0), max(points, 0)
 
 
 def _partner(order: Order) -> dict:
@@ -81,9 +85,10 @@ def order_refund_request(
     with transaction.atomic():
         locked = Order.objects.select_for_update(of=("self",)).get(pk=order.pk)
         if idempotency_key:
-            existing = locked.refunds.filter(idempotency_key=idempotency_key).first()
+            # One key, one refund, across the merchant's orders (as every merchant POST).
+            existing = OrderRefund.objects.filter(order__merchant_id=locked.merchant_id, idempotency_key=idempotency_key).first()
             if existing is not None:
-                if existing.amount_fen != amount_fen:
+                if (existing.order_id, existing.amount_fen, existing.reason) != (locked.pk, amount_fen, (reason or "")[:200]):
                     raise ledger.IdempotencyConflict(extra={"idempotency_key": idempotency_key})
                 return existing
         if locked.status not in REFUNDABLE:
@@ -91,7 +96,7 @@ def order_refund_request(
         left = locked.amount_fen - locked.refunded_fen
         if amount_fen > left:
             raise RefundExceedsOrder(extra={"refundable_fen": left})
-        cash, points = _split(locked, locked.refunded_fen, amount_fen)
+        cash, points = _split(locked, amount_fen)
         if cash == 0 and points == 0:
             raise ApplicationError("too small to refund anything", code="refund_too_small")
         number = locked.refunds.count() + 1
@@ -155,6 +160,13 @@ def refund_settle(
         if refund.status != OrderRefund.Status.PENDING or result.state == RefundState.PENDING:
             return refund
         order = Order.objects.select_for_update(of=("self",)).get(pk=refund.order_id)
+        if result.state == RefundState.FAILED and refund.kind == OrderRefund.Kind.LATE_PAYMENT:
+            # The shopper's money must go back whatever the platform said this time: the
+            # refund stays pending (the schedule sends it again) and staff see why.
+            logger.warning("late-payment refund %s refused: %s; will send again", refund.out_refund_no, result.failure)
+            OrderRefund.objects.filter(pk=refund.pk).update(failure=result.failure[:200])
+            refund.refresh_from_db()
+            return refund
         if result.state == RefundState.FAILED:
             OrderRefund.objects.filter(pk=refund.pk).update(status=OrderRefund.Status.FAILED, failure=result.failure[:200], finished_at=now)
             if refund.kind == OrderRefund.Kind.REQUESTED:

@@ -1,4 +1,4 @@
-from members.models.ledger import Account, Entry, Lot, PointsTransaction
+from members.models.ledger import Account, Entry, Lot, PointsTransaction, ShortfallRecovery
 from members.models.members import Checkin, Identity, Member, Tier, Visit
 from members.models.pushes import InboxMessage, MiniappSubscription, Push, PushTemplate
 from members.models.spend import MemberCodeScan, SpendAuthorization
@@ -6,6 +6,7 @@ from members.models.tenants import Merchant, MerchantApiKey, Plaza, Store
 
 __all__ = [
     "Account",
+    "ShortfallRecovery",
     "Checkin",
     "InboxMessage",
     "Push",

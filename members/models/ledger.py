@@ -189,3 +189,28 @@ class Entry(models.Model):
 
     def __str__(self):
         return f"{self.amount:+d} → account #{self.account_id}"
+
+
+class ShortfallRecovery(models.Model):
+    """Points of a refunded purchase that its refund could not take back (the shopper had
+    spent them: the reversal's ``shortfall``), recovered when the spend is refunded in
+    turn and gives them back: they go to the funding merchant, not to the wallet.
+
+    Append-only, one row per (give-back transaction, purchase): Σ ``points`` of a
+    purchase never exceeds Σ ``shortfall`` of its reversals.
+    """
+
+    earn = models.ForeignKey(PointsTransaction, on_delete=models.PROTECT, related_name="shortfall_recoveries")
+    transaction = models.ForeignKey(PointsTransaction, on_delete=models.PROTECT, related_name="+")
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="+")
+    points = models.BigIntegerField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(points__gt=0), name="shortfall_recovery_positive"),
+            models.UniqueConstraint(fields=["transaction", "earn"], name="one_recovery_per_transaction_and_purchase"),
+        ]
+
+    def __str__(self):
+        return f"{self.points} points of {self.earn_id} recovered by {self.transaction_id}"

@@ -6,8 +6,10 @@ payer and they become a member on the spot if new.
 """
 
 from django.db import IntegrityError
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from core.api import StrictCharField, StrictIntegerField, validated
@@ -15,7 +17,7 @@ from core.errors import Conflict
 from core.links import public_base
 from members.api.merchant import MerchantApiView, merchant_error_responses
 from payments import orders, refunds, services
-from payments.api.sales import IDEMPOTENCY_HEADER, _once
+from payments.api.sales import IDEMPOTENCY_HEADER
 from payments.models import Order, OrderRefund
 from payments.views.notify import client_ip
 
@@ -95,13 +97,15 @@ class OrderCreateApi(MerchantApiView):
     )
     def post(self, request):
         merchant = request.user.merchant
-
-        def prepare():
+        key = services.idempotency_key_check(request.headers.get("Idempotency-Key"))
+        fingerprint = services.request_fingerprint(method=request.method, path=request.path, body=request.data)
+        answer = services.api_request_replayed(merchant=merchant, key=key, fingerprint=fingerprint)
+        if answer is None:
             data = validated(self.InputSerializer, request.data)
-            return data, services.merchant_store(merchant=merchant, store_code=data["store_code"])
-
-        def effect(prepared):
-            data, store = prepared
+            store = services.merchant_store(merchant=merchant, store_code=data["store_code"])
+            # Opened outside any transaction: the platform call may take seconds, and no
+            # database lock may wait on it. Two racing first requests with one key open two
+            # trades; the second answers as the first did, and its own order simply expires.
             try:
                 order = orders.order_create(
                     store=store, amount_fen=data["amount_fen"], channel=data["channel"],
@@ -110,9 +114,10 @@ class OrderCreateApi(MerchantApiView):
                 )
             except IntegrityError:
                 raise DuplicateOrderRef(extra={"order_ref": data["order_ref"]}) from None
-            return 201, MerchantOrderSerializer(order).data
-
-        return _once(request, prepare, effect)
+            body = JSONRenderer().render(MerchantOrderSerializer(order).data).decode()
+            answer = services.api_request_once(merchant=merchant, key=key, fingerprint=fingerprint, run=lambda: (201, body))
+        status, text = answer
+        return HttpResponse(text, status=status, content_type="application/json")
 
 
 class OrderDetailApi(MerchantApiView):

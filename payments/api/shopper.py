@@ -49,9 +49,10 @@ ORDER_ERRORS = {
     "points_exceed_amount: the points are worth more than the amount; sale_amount_over_limit: above this shop's limit; "
     "channel_unavailable: the mall does not take this channel now; payer_unknown: log in to the mini-program through "
     "this platform first",
-    "403": f"{AUTH_ERRORS['403']}; merchant_not_active: the shop does not take payments now",
+    "403": f"{AUTH_ERRORS['403']}; merchant_not_active: the shop (or its plaza) does not take payments now",
     "404": "store_not_found: no such shop; coupon_not_found: no such coupon for you here",
     "409": "insufficient_points: more points than you can spend",
+    "429": "too_many_open_orders: ORDER_OPEN_MAX (5) orders already await payment; pay them or let them expire",
     "502": "platform_rejected / platform_bad_response: the payment platform refused to open the payment (nothing was taken)",
     "503": "platform_unavailable: the payment platform did not answer (nothing was taken)",
 }

@@ -21,6 +21,12 @@ from tests.payments.conftest import build_shop
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sandbox_on")]
 
 
+
+@pytest.fixture(autouse=True)
+def _admin_in_english(settings):
+    """The messages are asserted in English; the mall's staff read them in Chinese."""
+    settings.LANGUAGE_CODE = "en"
+
 @pytest.fixture
 def sandbox_on(settings):
     settings.O2O_SANDBOX = True
