@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q, Sum
+from django.db.models import BigIntegerField, Case, F, Max, Q, Sum, Value, When
 from django.utils import timezone
 
 from core import metrics
@@ -777,6 +777,58 @@ def points_expire_lot(*, lot: Lot, at: datetime | None = None) -> PointsTransact
 
     # The lot's own member: a merged member's lots were moved away (and are empty).
     return _run(key=key, request_hash=request_hash, member_ids=[lot.member_id], body=body, at=at)
+
+
+def points_expire_due_batch(*, at: datetime | None = None, limit: int = 500) -> int:
+    """Expire up to ``limit`` due lots in one transaction, set-based: the wallets of their
+    members locked in one statement, the transactions, entries and lot updates written in
+    bulk, each wallet's balance moved by one UPDATE. Returns how many lots were expired.
+
+    The same keys as ``points_expire_lot`` (``expire:<lot>:<date>``), so the two never
+    expire a lot twice; killed half-way, a batch is rolled back whole, and the next run
+    takes its lots again.
+    """
+    now = at or timezone.now()
+    due = list(lots_due(now=now).order_by("pk").values_list("pk", "member_id")[:limit])
+    if not due:
+        return 0
+    with transaction.atomic():
+        _lock_wallets(sorted({member_id for _, member_id in due}))
+        # Read again under the locks: a spend or a merge may have emptied some meanwhile.
+        lots = list(Lot.objects.filter(pk__in=[pk for pk, _ in due], remaining__gt=0, expires_at__lte=now).order_by("pk"))
+        if not lots:
+            return 0
+        keys = {lot.pk: expire_key(lot) for lot in lots}
+        taken = set(PointsTransaction.objects.filter(idempotency_key__in=list(keys.values())).values_list("idempotency_key", flat=True))
+        lots = [lot for lot in lots if keys[lot.pk] not in taken]
+        txns = PointsTransaction.objects.bulk_create([
+            PointsTransaction(
+                idempotency_key=keys[lot.pk], request_hash=_request_hash(op="expire", lot=lot.pk), kind=Kind.EXPIRE,
+                member_id=lot.member_id, points=-lot.remaining, created_at=now, reason=f"lot {lot.pk} expired",
+            )
+            for lot in lots
+        ])
+        pending, expired = _system_account(Account.Kind.PENDING), _system_account(Account.Kind.EXPIRED)
+        entries, wallet_deltas = [], {}
+        for lot, txn in zip(lots, txns, strict=True):
+            metrics.points_moved(kind=Kind.EXPIRE, points=lot.remaining)
+            if lot.status == Lot.Status.AVAILABLE:
+                holder_id = lot.account_id
+                wallet_deltas[holder_id] = wallet_deltas.get(holder_id, 0) - lot.remaining
+            else:
+                holder_id = pending.pk  # a lot still pending (or held) expires from the pending account
+            entries += [
+                Entry(transaction=txn, account_id=holder_id, amount=-lot.remaining, lot=lot, member_id=lot.member_id, created_at=now),
+                Entry(transaction=txn, account=expired, amount=lot.remaining, member_id=lot.member_id, created_at=now),
+            ]
+        Entry.objects.bulk_create(entries, batch_size=1000)
+        Lot.objects.filter(pk__in=[lot.pk for lot in lots]).update(remaining=0)
+        if wallet_deltas:
+            Account.objects.filter(pk__in=list(wallet_deltas)).update(
+                balance=F("balance") + Case(*(When(pk=pk, then=Value(delta)) for pk, delta in wallet_deltas.items()),
+                                            output_field=BigIntegerField())
+            )
+    return len(lots)
 
 
 def release_key(lot: Lot) -> str:

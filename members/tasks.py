@@ -5,27 +5,33 @@ import time
 from django.utils import timezone
 
 from core.errors import ApplicationError
-from members import ledger, pushes, spend
+from members import ledger, pushes, reminders, segments, spend
 
 BATCH = 500
+# Due lots expired in one transaction (one lock statement, bulk writes).
+EXPIRE_BATCH = 500
 
 
 def points_expire_due() -> int:
-    """Expire every lot that reached its expiry. Returns how many lots were expired."""
+    """Expire every lot that reached its expiry, EXPIRE_BATCH lots a transaction (set-based:
+    ``ledger.points_expire_due_batch``). Killed half-way, the next run finishes the rest.
+    Returns how many lots were expired."""
     now = timezone.now()
     expired = 0
-    last_id = 0
     while True:
-        lots = list(ledger.lots_due(now=now).filter(pk__gt=last_id).order_by("pk")[:BATCH])
-        if not lots:
+        try:
+            done = ledger.points_expire_due_batch(at=now, limit=EXPIRE_BATCH)
+        except ApplicationError:
+            return expired  # e.g. a member being merged; the next run sees the truth
+        if done == 0:
             return expired
-        for lot in lots:
-            try:
-                if ledger.points_expire_lot(lot=lot) is not None:
-                    expired += 1
-            except ApplicationError:
-                continue  # e.g. spent meanwhile; the next run sees the truth
-        last_id = lots[-1].pk
+        expired += done
+
+
+def expiry_reminders_send() -> int:
+    """Remind members of points expiring within 30 days (one push per member and day).
+    Returns how many reminders were written."""
+    return reminders.expiry_reminders_send().written
 
 
 def points_release_due() -> int:
@@ -76,3 +82,9 @@ def push_deliver_due() -> int:
         pushes.push_deliver(push_id=push_id)
         attempted += 1
     return attempted
+
+
+def segments_tag_nightly() -> int:
+    """Tag every member with a lifecycle segment; a rerun the same day finishes or does
+    nothing. Returns how many members hold a segment."""
+    return segments.segments_tag().members

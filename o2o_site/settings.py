@@ -249,6 +249,12 @@ CHECKIN_POINTS = env_int("CHECKIN_POINTS", 10)
 CHECKIN_STREAK_DAYS = env_int("CHECKIN_STREAK_DAYS", 7)
 CHECKIN_STREAK_BONUS = env_int("CHECKIN_STREAK_BONUS", 50)
 LAPSED_AFTER_DAYS = env_int("LAPSED_AFTER_DAYS", 120)
+# Lifecycle segments (members/segments.py): loyal = a purchase in each of the last N whole
+# months; occasional = at least this many visits in 12 months; high-value = the top share
+# of members by 12-month spend.
+SEGMENT_LOYAL_MONTHS = env_int("SEGMENT_LOYAL_MONTHS", 3)
+SEGMENT_OCCASIONAL_MIN_VISITS = env_int("SEGMENT_OCCASIONAL_MIN_VISITS", 2)
+SEGMENT_HIGH_VALUE_SHARE_PCT = env_int("SEGMENT_HIGH_VALUE_SHARE_PCT", 20)
 # Check-in proofs (members/checkin.py): the plaza screen shows a new code this often,
 # each valid this long; printed links last this many days unless staff choose; a WeChat
 # LOCATION report counts this long for a scan; a screen code opened in time stays good

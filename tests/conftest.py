@@ -44,3 +44,4 @@ def _mall_defaults_ensure():
         importlib.import_module("members.migrations.0007_pending_points_spend_authorizations").forwards(apps, None)
         importlib.import_module("members.migrations.0010_order_holds_partner_accounts").escrow_account(apps, None)
         importlib.import_module("payments.migrations.0004_orders").forwards(apps, None)
+        importlib.import_module("members.migrations.0012_segments").forwards(apps, None)

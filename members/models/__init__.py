@@ -1,6 +1,7 @@
 from members.models.ledger import Account, Entry, Lot, PointsTransaction, ShortfallRecovery
 from members.models.members import Checkin, Identity, Member, Tier, Visit
 from members.models.pushes import InboxMessage, MiniappSubscription, Push, PushTemplate
+from members.models.segments import MemberSegment, Segment, SegmentRun, SegmentSnapshot
 from members.models.spend import MemberCodeScan, SpendAuthorization
 from members.models.tenants import Merchant, MerchantApiKey, Plaza, Store
 
@@ -16,11 +17,15 @@ __all__ = [
     "Lot",
     "Member",
     "MemberCodeScan",
+    "MemberSegment",
     "Merchant",
     "MiniappSubscription",
     "MerchantApiKey",
     "Plaza",
     "PointsTransaction",
+    "Segment",
+    "SegmentRun",
+    "SegmentSnapshot",
     "SpendAuthorization",
     "Store",
     "Tier",

@@ -67,3 +67,70 @@ def test_nightly_sweep_expires_every_due_lot_and_only_those():
     assert ledger.member_points_balance(member=alice) == 0
     assert ledger.member_points_balance(member=bob) == 5
     assert_ledger_invariants()
+
+
+# --- the set-based sweep --------------------------------------------------------------
+
+
+def test_a_batch_expires_due_lots_of_many_members_in_bulk_with_the_per_lot_keys(django_assert_max_num_queries):
+    members = [make_member() for _ in range(6)]
+    lots = [due_lot(m, 10 * (i + 1), f"d{i}") for i, m in enumerate(members)]
+    due_lot(members[0], 7, "d-extra")  # two due lots in one wallet
+    fresh = ledger.points_grant(member=members[1], points=5, reason="fresh", idempotency_key="f")
+
+    with django_assert_max_num_queries(20):  # the same for 7 lots as for 500: no query per lot
+        assert ledger.points_expire_due_batch(limit=500) == 7
+
+    assert all(ledger.member_points_balance(member=m) == 0 for m in members if m != members[1])
+    assert ledger.member_points_balance(member=members[1]) == 5 and fresh.lots.get().remaining == 5
+    keys = set(PointsTransaction.objects.filter(kind="expire").values_list("idempotency_key", flat=True))
+    assert {ledger.expire_key(Lot.objects.get(pk=lot.pk)) for lot in lots} <= keys
+    assert ledger.points_expire_due_batch() == 0
+    assert_ledger_invariants()
+
+
+def test_a_batch_and_the_per_lot_expiry_never_expire_a_lot_twice():
+    member = make_member()
+    first, second = due_lot(member, 10, "a"), due_lot(member, 20, "b")
+    ledger.points_expire_lot(lot=first)
+
+    assert ledger.points_expire_due_batch() == 1
+    assert ledger.points_expire_lot(lot=second).points == -20  # the batch's own transaction, replayed
+    assert PointsTransaction.objects.filter(kind="expire").count() == 2
+    assert_ledger_invariants()
+
+
+def test_a_pending_lot_past_its_expiry_expires_from_the_pending_account():
+    store, gold = make_store(), make_member(tier_code="gold")
+    ledger.points_earn(member=gold, store=store, amount_fen=10_000, idempotency_key="e", member_present=True)
+    Lot.objects.update(expires_at=timezone.now() - timedelta(minutes=1))
+
+    assert ledger.points_expire_due_batch() == 2
+    assert ledger.member_points_balance(member=gold) == 0 and ledger.member_points_pending(member=gold) == 0
+    assert_ledger_invariants()
+
+
+def test_a_sweep_killed_between_batches_finishes_on_the_next_run(monkeypatch):
+    members = [make_member() for _ in range(5)]
+    for i, m in enumerate(members):
+        due_lot(m, 10, f"k{i}")
+    real = ledger.points_expire_due_batch
+    calls = {"n": 0}
+
+    def killed_on_the_second_batch(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("killed")
+        return real(**kwargs)
+
+    monkeypatch.setattr(ledger, "points_expire_due_batch", killed_on_the_second_batch)
+    monkeypatch.setattr(tasks, "EXPIRE_BATCH", 2)
+    with pytest.raises(RuntimeError):
+        tasks.points_expire_due()
+    assert PointsTransaction.objects.filter(kind="expire").count() == 2
+
+    monkeypatch.setattr(ledger, "points_expire_due_batch", real)
+    assert tasks.points_expire_due() == 3
+    assert tasks.points_expire_due() == 0
+    assert PointsTransaction.objects.filter(kind="expire").count() == 5
+    assert_ledger_invariants()

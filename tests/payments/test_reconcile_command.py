@@ -14,7 +14,7 @@ from core.platforms import PlatformUnavailable
 from members import ledger
 from payments import orders, refunds
 from payments.gateways.sandbox import SandboxGateway
-from payments.management.commands.payments_reconcile import Progress
+from core.progress import Progress
 from payments.models import Order, OrderRefund, PaymentNotification, SandboxTrade
 from tests.factories import assert_ledger_invariants, make_member
 from tests.payments.conftest import build_shop

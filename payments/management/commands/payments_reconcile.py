@@ -13,10 +13,11 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 
-from django.core.management.base import BaseCommand, OutputWrapper
+from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from core.errors import ApplicationError
+from core.progress import Progress
 from payments import orders, refunds
 from payments.models import Order, OrderRefund
 
@@ -36,34 +37,6 @@ def _count(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
-
-
-class Progress:
-    """One line redrawn with \\r on a terminal; elsewhere (cron mail, logs) a plain line
-    every tenth of the way, so the output stays short and readable."""
-
-    WIDTH = 30
-
-    def __init__(self, out: OutputWrapper, label: str, total: int):
-        self.out, self.label, self.total = out, label, total
-        self.done = 0
-        self.tty = out.isatty()
-        self.every = max(1, total // 10)
-
-    def advance(self) -> None:
-        self.done += 1
-        if self.tty:
-            filled = self.WIDTH * self.done // self.total
-            bar = "#" * filled + "." * (self.WIDTH - filled)
-            self.out.write(f"\r{self.label} [{bar}] {self.done}/{self.total}", ending="")
-            self.out.flush()
-        elif self.done % self.every == 0 or self.done == self.total:
-            self.out.write(f"{self.label}: {self.done}/{self.total}")
-
-    def end_line(self) -> None:
-        """End a terminal's bar line: at the end, and before another line is printed."""
-        if self.tty and self.done:
-            self.out.write("")
 
 
 class Command(BaseCommand):
