@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core import ops
 from core.api import api_not_found
+from coupons import api as coupons_api
 from members.api import merchant as members_api
 from payments.api import orders as orders_api
 from payments.api import sales as payments_api
@@ -21,6 +22,7 @@ merchant_api = [
     path("api/v1/members/lookup/", members_api.MemberLookupApi.as_view(), name="api-members-lookup"),
     path("api/v1/reports/daily/", payments_api.DailyReportApi.as_view(), name="api-reports-daily"),
     path("api/v1/settlements/", payments_api.SettlementApi.as_view(), name="api-settlements"),
+    path("api/v1/coupon-redemptions/", coupons_api.CouponRedemptionCreateApi.as_view(), name="api-coupon-redemptions"),
 ]
 
 urlpatterns = [
@@ -31,6 +33,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     *merchant_api,
     path("api/mp/v1/orders/", include("payments.urls_mp")),
+    path("api/mp/v1/coupons/", include("coupons.urls_mp")),
     path("api/mp/v1/", include("members.urls_mp")),
     path("m/pay/", include("payments.urls_h5")),
     path("m/", include("members.urls_h5")),

@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 from members import checkin, ledger, pushes
 from members.auth import shopper_token_issue
 from members.urls_mp import urlpatterns as mp_urlpatterns
+from coupons.urls_mp import urlpatterns as coupons_urlpatterns
 from payments.urls_mp import urlpatterns as orders_urlpatterns
 from o2o_site.wsgi import application
 from tests.factories import make_member, make_plaza, make_store
@@ -64,6 +65,7 @@ def shopper_operations(document):
 def test_schema_lists_every_shopper_path(document):
     routed = {openapi_path(str(p.pattern)) for p in mp_urlpatterns}
     routed |= {openapi_path("orders/" + str(p.pattern)) for p in orders_urlpatterns}
+    routed |= {openapi_path("coupons/" + str(p.pattern)) for p in coupons_urlpatterns}
 
     assert {path for path in document["paths"] if path.startswith("/api/mp/v1/")} == routed
 

@@ -1,0 +1,159 @@
+"""Coupons in the mall's admin: templates are edited here; coupons are read here and
+changed only through the services (issue to a member, void)."""
+
+import uuid
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext, gettext_lazy
+
+from core.errors import ApplicationError
+from coupons import services
+from coupons.models import Coupon, CouponEvent, CouponTemplate
+from members.models import Member
+
+VOID_MAX_COUPONS = 500
+
+
+class IssueForm(forms.Form):
+    member_no = forms.CharField(label=gettext_lazy("member number"), max_length=16)
+    # Sent back with the form, so that a double submit issues once.
+    token = forms.CharField(widget=forms.HiddenInput)
+
+    def clean_member_no(self):
+        member = Member.objects.filter(member_no=self.cleaned_data["member_no"].strip()).first()
+        if member is None:
+            raise forms.ValidationError(gettext_lazy("No member has this number."))
+        return member
+
+
+@admin.register(CouponTemplate)
+class CouponTemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "merchant", "funded_by", "status", "issued_count", "total_quota", "redeemed", "created_at"]
+    list_filter = ["status", "kind", "funded_by"]
+    search_fields = ["name", "merchant__name"]
+    autocomplete_fields = ["merchant"]
+    filter_horizontal = ["stores"]
+    readonly_fields = ["issued_count", "redeemed", "issue_link", "created_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "kind", "merchant", "funded_by", "status", "issue_link"]}),
+        (gettext_lazy("Value"), {"fields": ["face_value_fen", "min_spend_fen", "percent_off_bp", "max_discount_fen", "gift_description"]}),
+        (gettext_lazy("Validity: a window, or days from issue"), {"fields": ["valid_from", "valid_until", "valid_days"]}),
+        (gettext_lazy("Limits"), {"fields": ["total_quota", "per_member_limit", "issued_count", "redeemed"]}),
+        (gettext_lazy("Use"), {"fields": ["stores", "combines_with_points", "points_price"]}),
+        (None, {"fields": ["created_at"]}),
+    ]
+
+    @admin.display(description=gettext_lazy("redeemed"))
+    def redeemed(self, obj):
+        if obj.pk is None:
+            return 0
+        return obj.coupons.filter(status=Coupon.Status.REDEEMED).count()
+
+    @admin.display(description=gettext_lazy("issue"))
+    def issue_link(self, obj):
+        if obj.pk is None:
+            return "—"
+        return format_html('<a href="{}">{}</a>', reverse("admin:coupons_coupontemplate_issue", args=[obj.pk]),
+                           gettext("Issue to a member"))
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/issue/", self.admin_site.admin_view(self.issue_view), name="coupons_coupontemplate_issue"),
+            *super().get_urls(),
+        ]
+
+    def issue_view(self, request, object_id):
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        template = self.get_object(request, object_id)
+        if template is None:
+            raise Http404
+        if request.method == "POST":
+            form = IssueForm(request.POST)
+            if form.is_valid():
+                try:
+                    coupon = services.coupon_issue(
+                        template=template, member=form.cleaned_data["member_no"], via=Coupon.Via.ADMIN,
+                        idempotency_key=f"admin:{form.cleaned_data['token']}", operator=request.user,
+                    )
+                except ApplicationError as exc:
+                    form.add_error(None, exc.message)
+                else:
+                    self.message_user(request, gettext("Issued coupon %(code)s to member %(member)s.") % {
+                        "code": coupon.code, "member": coupon.member.member_no})
+                    return redirect("admin:coupons_coupontemplate_change", template.pk)
+        else:
+            form = IssueForm(initial={"token": uuid.uuid4()})
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": gettext("Issue “%(name)s” to a member") % {"name": template.name},
+            "form": form,
+            "carry": [],
+            "submit_label": gettext("Issue"),
+            "submit_name": "issue",
+        }
+        return TemplateResponse(request, "admin/members/form_page.html", context)
+
+
+class CouponEventInline(admin.TabularInline):
+    model = CouponEvent
+    fields = ["created_at", "kind", "detail", "operator"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Coupon)
+class CouponAdmin(admin.ModelAdmin):
+    list_display = ["code", "template", "member", "status", "valid_until", "issued_via", "redeemed_at", "created_at"]
+    list_filter = ["status", "issued_via", ("created_at", admin.DateFieldListFilter), "template"]
+    search_fields = ["=code", "=member__member_no"]
+    list_select_related = ["template", "member"]
+    date_hierarchy = "created_at"
+    inlines = [CouponEventInline]
+    actions = ["void"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_void_permission(self, request):
+        return request.user.has_perm("coupons.change_coupon")
+
+    @admin.action(description=gettext_lazy("Void the selected coupons"), permissions=["void"])
+    def void(self, request, queryset):
+        coupons = list(queryset.order_by("pk")[: VOID_MAX_COUPONS + 1])
+        if len(coupons) > VOID_MAX_COUPONS:
+            self.message_user(request, gettext("Void at most %(max)d coupons at a time.") % {"max": VOID_MAX_COUPONS}, messages.ERROR)
+            return
+        voided, refused = 0, []
+        for coupon in coupons:
+            try:
+                services.coupon_void(coupon=coupon, reason="voided by staff", operator=request.user)
+                voided += 1
+            except ApplicationError as exc:
+                refused.append(f"{coupon.code}: {exc.code}")
+        if voided:
+            self.message_user(request, gettext("Voided %(n)d coupons.") % {"n": voided})
+        if refused:
+            self.message_user(request, gettext("Not voided: %(list)s") % {"list": ", ".join(refused)}, messages.WARNING)

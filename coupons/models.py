@@ -1,0 +1,228 @@
+"""Coupon templates (what a coupon gives), coupons (one member's copy), their history,
+and the redemptions merchants booked at the till.
+
+Money is integer fen. A template's ``issued_count`` moves only by a conditional UPDATE
+(``issued_count < total_quota``), so a quota is never oversold; a coupon leaves
+``issued`` only by a conditional UPDATE too, so it is redeemed, expired or voided once.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils.translation import gettext_lazy
+
+from members.models import Member, Merchant, Store
+
+
+class CouponTemplate(models.Model):
+    class Kind(models.TextChoices):
+        CASH_OFF = "cash_off", gettext_lazy("Cash off with a minimum spend")
+        PERCENT_OFF = "percent_off", gettext_lazy("Percentage off")
+        VOUCHER = "voucher", gettext_lazy("Voucher")
+        GIFT = "gift", gettext_lazy("Gift")
+
+    class FundedBy(models.TextChoices):
+        MERCHANT = "merchant", gettext_lazy("Merchant")
+        MALL = "mall", gettext_lazy("Mall")
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", gettext_lazy("Active")
+        PAUSED = "paused", gettext_lazy("Paused")
+
+    name = models.CharField(gettext_lazy("name"), max_length=100)
+    description = models.CharField(gettext_lazy("description"), max_length=300, blank=True)
+    kind = models.CharField(gettext_lazy("kind"), max_length=16, choices=Kind.choices)
+    # cash_off: taken off a sale of at least min_spend_fen; voucher: worth this much.
+    face_value_fen = models.BigIntegerField(gettext_lazy("face value (fen)"), default=0)
+    min_spend_fen = models.BigIntegerField(gettext_lazy("minimum spend (fen)"), default=0)
+    # percent_off, in basis points: 1500 takes 15 % off (the shopper pays 85 %).
+    percent_off_bp = models.PositiveIntegerField(gettext_lazy("percent off (basis points)"), default=0)
+    max_discount_fen = models.BigIntegerField(
+        gettext_lazy("largest discount (fen)"), null=True, blank=True, help_text=gettext_lazy("percent_off: the cap. Empty: none.")
+    )
+    gift_description = models.CharField(gettext_lazy("gift"), max_length=200, blank=True)
+    # Validity: a fixed window, or valid_days from the moment each coupon is issued.
+    valid_from = models.DateTimeField(gettext_lazy("valid from"), null=True, blank=True)
+    valid_until = models.DateTimeField(gettext_lazy("valid until"), null=True, blank=True)
+    valid_days = models.PositiveIntegerField(
+        gettext_lazy("valid days after issue"), null=True, blank=True,
+        help_text=gettext_lazy("Instead of a window: each coupon is valid this many days from its issue."),
+    )
+    total_quota = models.PositiveIntegerField(
+        gettext_lazy("total quota"), null=True, blank=True, help_text=gettext_lazy("Empty: unlimited.")
+    )
+    issued_count = models.PositiveIntegerField(gettext_lazy("issued"), default=0)
+    per_member_limit = models.PositiveIntegerField(gettext_lazy("per member"), default=1)
+    # Empty: the mall's own template.
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.PROTECT, null=True, blank=True, related_name="coupon_templates",
+        verbose_name=gettext_lazy("merchant"),
+    )
+    # Empty: every store of the merchant (a merchant's template) or every store (the mall's).
+    stores = models.ManyToManyField(
+        Store, blank=True, related_name="coupon_templates", verbose_name=gettext_lazy("accepting stores"),
+        help_text=gettext_lazy("Empty: all of the merchant's stores, or all stores for a mall coupon."),
+    )
+    combines_with_points = models.BooleanField(gettext_lazy("combines with points"), default=True)
+    # Who bears the discount in settlement.
+    funded_by = models.CharField(gettext_lazy("funded by"), max_length=16, choices=FundedBy.choices, default=FundedBy.MALL)
+    points_price = models.PositiveIntegerField(
+        gettext_lazy("points price"), null=True, blank=True, help_text=gettext_lazy("Points a member pays for it in the points mall. Empty: not for sale.")
+    )
+    status = models.CharField(gettext_lazy("status"), max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(gettext_lazy("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = gettext_lazy("coupon template")
+        verbose_name_plural = gettext_lazy("coupon templates")
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(face_value_fen__gte=0) & Q(min_spend_fen__gte=0)
+                & (Q(max_discount_fen__isnull=True) | Q(max_discount_fen__gt=0)),
+                name="coupon_template_amounts_valid",
+            ),
+            models.CheckConstraint(
+                condition=(Q(kind="cash_off") & Q(face_value_fen__gt=0))
+                | (Q(kind="voucher") & Q(face_value_fen__gt=0))
+                | (Q(kind="percent_off") & Q(percent_off_bp__gt=0) & Q(percent_off_bp__lt=10000))
+                | (Q(kind="gift") & ~Q(gift_description="")),
+                name="coupon_template_kind_has_its_value",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(valid_days__isnull=True) & Q(valid_from__isnull=False) & Q(valid_until__isnull=False)
+                    & Q(valid_until__gt=F("valid_from"))
+                )
+                | (Q(valid_days__isnull=False) & Q(valid_days__gt=0) & Q(valid_from__isnull=True) & Q(valid_until__isnull=True)),
+                name="coupon_template_window_or_days",
+            ),
+            models.CheckConstraint(
+                condition=Q(total_quota__isnull=True) | Q(issued_count__lte=F("total_quota")),
+                name="coupon_template_quota_not_oversold",
+            ),
+            models.CheckConstraint(condition=Q(per_member_limit__gte=1), name="coupon_template_per_member_limit_positive"),
+            models.CheckConstraint(
+                condition=Q(points_price__isnull=True) | Q(points_price__gt=0), name="coupon_template_points_price_positive"
+            ),
+            models.CheckConstraint(
+                condition=~Q(funded_by="merchant") | Q(merchant__isnull=False), name="coupon_template_merchant_funds_its_own"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class Coupon(models.Model):
+    class Status(models.TextChoices):
+        ISSUED = "issued", gettext_lazy("Issued")
+        REDEEMED = "redeemed", gettext_lazy("Redeemed")
+        EXPIRED = "expired", gettext_lazy("Expired")
+        VOID = "void", gettext_lazy("Void")
+
+    class Via(models.TextChoices):
+        ADMIN = "admin", gettext_lazy("Staff")
+        CAMPAIGN = "campaign", gettext_lazy("Campaign")
+        CLAIM = "claim", gettext_lazy("Claimed")
+        POINTS = "points", gettext_lazy("Bought with points")
+
+    template = models.ForeignKey(CouponTemplate, on_delete=models.PROTECT, related_name="coupons", verbose_name=gettext_lazy("template"))
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="coupons", verbose_name=gettext_lazy("member"))
+    # The member's n-th coupon of this template: (template, member, seq) is unique and
+    # seq never exceeds the template's per-member limit (coupons.services.coupon_issue).
+    seq = models.PositiveIntegerField(default=1)
+    # Random and unique; identifies the coupon to its own shopper (online orders). It
+    # never authorises a redemption at a till: that takes the rotating code (coupons.codes).
+    code = models.CharField(gettext_lazy("code"), max_length=32, unique=True)
+    status = models.CharField(gettext_lazy("status"), max_length=16, choices=Status.choices, default=Status.ISSUED)
+    valid_from = models.DateTimeField(gettext_lazy("valid from"))
+    valid_until = models.DateTimeField(gettext_lazy("valid until"))
+    issued_via = models.CharField(gettext_lazy("issued via"), max_length=16, choices=Via.choices)
+    # Unique when given: "campaign:<id>:<member>", "points:<txn>", an admin form's token …
+    issue_key = models.CharField(max_length=200, null=True, blank=True)
+    redeemed_at = models.DateTimeField(gettext_lazy("redeemed at"), null=True, blank=True)
+    redeemed_store = models.ForeignKey(
+        Store, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=gettext_lazy("redeemed at store")
+    )
+    created_at = models.DateTimeField(gettext_lazy("issued at"), db_index=True)
+
+    class Meta:
+        verbose_name = gettext_lazy("coupon")
+        verbose_name_plural = gettext_lazy("coupons")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "member", "seq"], name="coupon_seq_unique_per_member"),
+            models.UniqueConstraint(fields=["issue_key"], name="coupon_issue_key_unique"),
+            models.CheckConstraint(condition=Q(seq__gte=1), name="coupon_seq_positive"),
+            models.CheckConstraint(condition=Q(valid_until__gt=F("valid_from")), name="coupon_validity_window"),
+            models.CheckConstraint(
+                condition=(Q(status="redeemed") & Q(redeemed_at__isnull=False) & Q(redeemed_store__isnull=False))
+                | (~Q(status="redeemed") & Q(redeemed_at__isnull=True) & Q(redeemed_store__isnull=True)),
+                name="coupon_redeemed_has_time_and_store",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["member", "-created_at"], name="coupon_member_recent"),
+            # coupons_expire_due walks the issued coupons by end of validity.
+            models.Index(fields=["valid_until"], condition=Q(status="issued"), name="coupon_issued_by_end"),
+        ]
+
+    def __str__(self):
+        return self.code
+
+
+class CouponRedemption(models.Model):
+    """A coupon used at a till, keyed by the merchant's Idempotency-Key: a replay of the
+    same request finds this row and answers with it."""
+
+    coupon = models.OneToOneField(Coupon, on_delete=models.PROTECT, related_name="redemption")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="+")
+    idempotency_key = models.CharField(max_length=200)
+    request_hash = models.CharField(max_length=64)
+    amount_fen = models.BigIntegerField()
+    discount_fen = models.BigIntegerField()
+    order_ref = models.CharField(max_length=64, blank=True)
+    # How the shopper authorised it: the rotating coupon code, or a scanned member code.
+    authorised_by = models.CharField(max_length=16)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = gettext_lazy("coupon redemption")
+        verbose_name_plural = gettext_lazy("coupon redemptions")
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "idempotency_key"], name="coupon_redemption_key_unique_per_merchant"),
+            models.CheckConstraint(
+                condition=Q(amount_fen__gt=0) & Q(discount_fen__gte=0) & Q(discount_fen__lte=F("amount_fen")),
+                name="coupon_redemption_discount_within_amount",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.coupon} @ {self.store_id}"
+
+
+class CouponEvent(models.Model):
+    """Every change of a coupon, appended, never edited."""
+
+    class Kind(models.TextChoices):
+        ISSUED = "issued", gettext_lazy("Issued")
+        REDEEMED = "redeemed", gettext_lazy("Redeemed")
+        EXPIRED = "expired", gettext_lazy("Expired")
+        VOIDED = "voided", gettext_lazy("Voided")
+
+    coupon = models.ForeignKey(Coupon, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    detail = models.JSONField(default=dict, blank=True)
+    operator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = gettext_lazy("coupon event")
+        verbose_name_plural = gettext_lazy("coupon events")
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["coupon", "created_at"], name="coupon_event_by_coupon")]
+
+    def __str__(self):
+        return f"{self.coupon_id} {self.kind}"
