@@ -21,8 +21,12 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from core.money import fen_to_yuan
+from coupons import services as coupon_services
+from coupons.models import CouponTemplate
 from members import checkin, ledger
 from members.checkin import CheckinCode, CheckinResult, Location, Proof
 from members.models import Checkin, Member, Plaza
@@ -96,12 +100,89 @@ def checkin_howto(ctx: Context) -> str:
     return _t(ctx, zh=zh, en=en)
 
 
+COUPONS_LISTED = 5
+
+
 def coupons(ctx: Context) -> str:
-    return _t(
-        ctx,
-        zh="优惠券功能即将上线，您目前还没有优惠券。上线后会第一时间通知您！",
-        en="Coupons are coming soon: you have none yet. We will tell you as soon as they arrive.",
-    )
+    """The member's usable coupons (soonest to end first, at most ``COUPONS_LISTED``), where
+    to show them, and how many coupons the points mall sells for points."""
+    usable = coupon_services.member_coupons_usable(member=ctx.member)
+    total = usable.count()
+    if total:
+        zh, en = f"您有 {total} 张可用优惠券：", f"You have {total} usable coupon{'s' if total > 1 else ''}:"
+        for coupon in usable[:COUPONS_LISTED]:
+            until = timezone.localtime(coupon.valid_until).strftime("%Y-%m-%d")
+            zh += f"\n· {coupon.template.name}（{_coupon_value_zh(coupon.template)}），{until} 前有效"
+            en += f"\n· {coupon.template.name} ({_coupon_value_en(coupon.template)}), valid until {until}"
+        if total > COUPONS_LISTED:
+            zh += f"\n……还有 {total - COUPONS_LISTED} 张"
+            en += f"\n… and {total - COUPONS_LISTED} more"
+    else:
+        zh, en = "您目前还没有优惠券。", "Coupons: you have none yet."
+    url = _h5_coupons_url(ctx)
+    if url:
+        zh += f"\n查看和使用优惠券：{url}"
+        en += f"\nSee and use your coupons: {url}"
+    else:
+        zh += "\n在小程序“我的优惠券”中查看，到店结账时出示券码即可使用。"
+        en += '\nSee them under "My coupons" in our mini-program, and show a coupon\'s code at the till to use it.'
+    on_sale = coupon_services.coupon_catalogue().count()
+    if on_sale:
+        zh += f"\n积分商城有 {on_sale} 种优惠券可用积分兑换。"
+        en += f"\nThe points mall has {on_sale} coupon{'s' if on_sale > 1 else ''} to exchange for points."
+    return _t(ctx, zh=zh, en=en)
+
+
+def _yuan(amount_fen: int) -> str:
+    """2000 → "20", 1250 → "12.5": a price as people say it."""
+    return fen_to_yuan(amount_fen).rstrip("0").rstrip(".")
+
+
+def _decimal(value: int, places: int) -> str:
+    """``value`` / 10**places written without trailing zeros: (85, 1) → "8.5", (80, 1) → "8"."""
+    whole, rest = divmod(value, 10**places)
+    rest_digits = f"{rest:0{places}d}".rstrip("0")
+    return f"{whole}.{rest_digits}" if rest_digits else str(whole)
+
+
+def _coupon_value_zh(template: CouponTemplate) -> str:
+    kind = CouponTemplate.Kind
+    if template.kind == kind.CASH_OFF:
+        if not template.min_spend_fen:
+            return f"立减{_yuan(template.face_value_fen)}元"
+        return f"满{_yuan(template.min_spend_fen)}减{_yuan(template.face_value_fen)}元"
+    if template.kind == kind.PERCENT_OFF:
+        # 1500 bp off is "8.5 折": the shopper pays 85 %.
+        return f"{_decimal(10000 - template.percent_off_bp, 3)}折"
+    if template.kind == kind.VOUCHER:
+        return f"{_yuan(template.face_value_fen)}元代金券"
+    return f"礼品：{template.gift_description}"
+
+
+def _coupon_value_en(template: CouponTemplate) -> str:
+    kind = CouponTemplate.Kind
+    if template.kind == kind.CASH_OFF:
+        if not template.min_spend_fen:
+            return f"¥{_yuan(template.face_value_fen)} off"
+        return f"¥{_yuan(template.face_value_fen)} off ¥{_yuan(template.min_spend_fen)}"
+    if template.kind == kind.PERCENT_OFF:
+        return f"{_decimal(template.percent_off_bp, 2)}% off"
+    if template.kind == kind.VOUCHER:
+        return f"¥{_yuan(template.face_value_fen)} voucher"
+    return f"gift: {template.gift_description}"
+
+
+def _h5_coupons_url(ctx: Context) -> str:
+    """The H5 coupons page (``h5:coupons``) on the member card's host, or "" while there is none."""
+    if not ctx.member_card_url:
+        return ""
+    try:
+        card, page = reverse("h5:card"), reverse("h5:coupons")
+    except NoReverseMatch:
+        return ""
+    if not ctx.member_card_url.endswith(card):
+        return ""
+    return ctx.member_card_url[: len(ctx.member_card_url) - len(card)] + page
 
 
 def member_code(ctx: Context) -> str:

@@ -239,3 +239,84 @@ class ShopperCouponCodeApi(ShopperApiView):
         issued = codes.coupon_code_issue(coupon=coupon)
         return Response(self.OutputSerializer({"code": issued.code, "expires_at": issued.expires_at}).data)
 
+
+
+# --- shopper: the points mall -------------------------------------------------------------
+
+
+class CatalogueTemplateSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="Send as template_id to exchange points for one.")
+    name = serializers.CharField()
+    description = serializers.CharField()
+    kind = serializers.CharField(help_text=KIND_HELP)
+    face_value_fen = serializers.IntegerField(help_text="cash_off and voucher: the value.")
+    min_spend_fen = serializers.IntegerField()
+    percent_off_bp = serializers.IntegerField(help_text="percent_off: 1500 = 15 % off.")
+    max_discount_fen = serializers.IntegerField(allow_null=True)
+    gift_description = serializers.CharField()
+    merchant = serializers.CharField(source="merchant.name", allow_null=True, default=None,
+                                     help_text="The issuing merchant's name; null for the mall's coupons.")
+    points_price = serializers.IntegerField(help_text="Points one coupon costs.")
+    stock_left = serializers.SerializerMethodField(help_text="Coupons left to exchange; null: unlimited.")
+    per_member_limit = serializers.IntegerField(help_text="How many of these one member may hold.")
+    valid_from = serializers.DateTimeField(allow_null=True, help_text="A fixed window: its start; null with valid_days.")
+    valid_until = serializers.DateTimeField(allow_null=True, help_text="A fixed window: its end; null with valid_days.")
+    valid_days = serializers.IntegerField(allow_null=True, help_text="Valid this many days from the exchange; null with a window.")
+
+    def get_stock_left(self, template) -> int | None:
+        if template.total_quota is None:
+            return None
+        return max(template.total_quota - template.issued_count, 0)
+
+
+class ShopperCouponCatalogueApi(ShopperApiView):
+    class OutputSerializer(serializers.Serializer):
+        results = CatalogueTemplateSerializer(many=True)
+
+    @extend_schema(
+        operation_id="shopper_coupon_catalogue",
+        summary="The points mall: coupons for sale for points now, cheapest first",
+        responses={200: OutputSerializer, **error_responses(**AUTH_ERRORS)},
+        tags=["shopper"],
+    )
+    def get(self, request):
+        return Response(self.OutputSerializer({"results": services.coupon_catalogue()}).data)
+
+
+class ShopperCouponExchangeApi(ShopperApiView):
+    class InputSerializer(serializers.Serializer):
+        template_id = StrictIntegerField(max_value=2**63 - 1, help_text="The id of a coupon in the catalogue.")
+
+    @extend_schema(
+        operation_id="shopper_coupon_exchange",
+        summary="Exchange points for one coupon of the points mall",
+        description="Debits the coupon's points price and issues the coupon in one transaction: both or neither. "
+        "Retrying with the same Idempotency-Key returns the coupon issued the first time (201), whatever "
+        "happened since.",
+        request=InputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        examples=[OpenApiExample("One coupon", request_only=True, value={"template_id": 42})],
+        responses={
+            201: ShopperCouponSerializer,
+            **error_responses(**{
+                "400": "idempotency_key_required: the header is missing or malformed; validation_error: template_id "
+                "is not a positive integer; invalid_amount: the points price is beyond what one exchange may move",
+                "404": "coupon_template_not_found: no such coupon",
+                "409": "insufficient_points: the spendable balance is below the points price; coupon_quota_exhausted: "
+                "sold out; coupon_member_limit_reached: the shopper holds as many as one may; coupon_not_for_points: "
+                "not for sale for points; coupon_template_paused: not being issued now; coupon_template_ended: its "
+                "validity has ended; idempotency_conflict: the key was used for another coupon or by another shopper",
+                **AUTH_ERRORS,
+                "403": AUTH_ERRORS["403"] + "; member_not_active: banned or merged; merchant_not_active: the "
+                "issuing merchant is suspended",
+            }),
+        },
+        tags=["shopper"],
+    )
+    def post(self, request):
+        key = _idempotency_key(request)
+        data = validated(self.InputSerializer, request.data)
+        template = services.catalogue_template(template_id=data["template_id"])
+        coupon = services.coupon_exchange(member=self.member, template=template, idempotency_key=key)
+        coupon = services.member_coupons(member=self.member).get(pk=coupon.pk)  # with its template's stores
+        return Response(ShopperCouponSerializer(coupon).data, status=201)

@@ -12,6 +12,7 @@ Rules that hold however many requests race:
 Every change appends a CouponEvent.
 """
 
+import hashlib
 import secrets
 from datetime import datetime, timedelta
 
@@ -367,3 +368,115 @@ def coupons_expire_due(*, now: datetime | None = None, batch_size: int = EXPIRE_
                 [CouponEvent(coupon_id=pk, kind=CouponEvent.Kind.EXPIRED, created_at=now, detail={}) for pk in ids]
             )
         expired += len(ids)
+
+
+# --- the points mall ----------------------------------------------------------------
+# Templates with a points price are for sale in the mini-program and the H5 pages. An
+# exchange issues the coupon and debits its points in one transaction: both or neither.
+
+
+class TemplateNotFound(NotFound):
+    """No such coupon in the points mall."""
+
+    code = "coupon_template_not_found"
+
+
+class NotForPoints(Conflict):
+    """This coupon is not for sale in the points mall."""
+
+    code = "coupon_not_for_points"
+
+
+def coupon_catalogue(*, at: datetime | None = None):
+    """Templates for sale now: active, with a points price and stock left, within their
+    window (or valid for days from issue), of the mall or an active merchant; cheapest first."""
+    now = at or timezone.now()
+    return (
+        CouponTemplate.objects.filter(status=CouponTemplate.Status.ACTIVE, points_price__isnull=False)
+        .filter(Q(total_quota__isnull=True) | Q(issued_count__lt=F("total_quota")))
+        .filter(Q(valid_days__isnull=False) | Q(valid_from__lte=now, valid_until__gt=now))
+        .filter(Q(merchant__isnull=True) | Q(merchant__status=Merchant.Status.ACTIVE))
+        .select_related("merchant")
+        .order_by("points_price", "id")
+    )
+
+
+def catalogue_template(*, template_id: int) -> CouponTemplate:
+    """A template by id, for an exchange; none such is "not found" (its rules are checked by the exchange)."""
+    if not 0 < template_id < 2**63:
+        raise TemplateNotFound()
+    template = CouponTemplate.objects.select_related("merchant").filter(pk=template_id).first()
+    if template is None:
+        raise TemplateNotFound()
+    return template
+
+
+def exchange_key(member: Member, idempotency_key: str) -> str:
+    """The key of an exchange's coupon (``Coupon.issue_key``) and of its points transaction.
+
+    ``exchange:<member>:<key>``: a shopper's keys are their own (another shopper sending
+    the same header value makes another exchange). A key too long for ``issue_key`` with
+    its prefix (the API takes 200 characters) is replaced by its SHA-256, the same on
+    every retry.
+    """
+    key = f"exchange:{member.pk}:{idempotency_key}"
+    if len(key) <= Coupon._meta.get_field("issue_key").max_length:
+        return key
+    return f"exchange:{member.pk}:sha256:" + hashlib.sha256(idempotency_key.encode()).hexdigest()
+
+
+def coupon_exchange(*, member: Member, template: CouponTemplate, idempotency_key: str, at: datetime | None = None) -> Coupon:
+    """``member`` buys one coupon of ``template`` for its points price.
+
+    One transaction: the points leave the wallet (``ledger.points_exchange``, to the
+    template's funder) and the coupon is issued (``coupon_issue``, quota and per-member
+    limit enforced by its conditional UPDATE and unique seq), or neither happens. The
+    quota UPDATE is the last statement, so the template row is locked only from then to
+    the commit. A replay of the key returns the coupon issued the first time; the key
+    used by another member or for another template is ``idempotency_conflict``.
+    """
+    now = at or timezone.now()
+    key = exchange_key(member, idempotency_key)
+    replay = _exchanged_under(key, template, member)
+    if replay is not None:
+        return replay
+    if template.points_price is None:
+        raise NotForPoints()
+    if template.status != CouponTemplate.Status.ACTIVE:
+        raise TemplatePaused()
+    if template.total_quota is not None and template.issued_count >= template.total_quota:
+        raise QuotaExhausted()  # sold out already: spare the wallet's lock (the UPDATE below decides)
+    merchant = template.merchant if template.funded_by == CouponTemplate.FundedBy.MERCHANT else None
+    try:
+        with transaction.atomic():
+            txn = ledger.points_exchange(
+                member=member, points=template.points_price, idempotency_key=key, merchant=merchant,
+                reason=f"points mall: coupon template {template.pk}", at=now,
+            )
+            return coupon_issue(
+                template=template, member=member, via=Coupon.Via.POINTS, idempotency_key=key, at=now,
+                detail={"points": template.points_price, "points_transaction": txn.pk},
+            )
+    except ApplicationError:
+        # The same exchange, raced and committed meanwhile: answer as it did.
+        replay = _exchanged_under(key, template, member)
+        if replay is None:
+            raise
+        return replay
+
+
+def _exchanged_under(key: str, template: CouponTemplate, member: Member) -> Coupon | None:
+    coupon = Coupon.objects.filter(issue_key=key).first()
+    if coupon is not None and (coupon.template_id != template.pk or coupon.member_id != member.pk):
+        raise ledger.IdempotencyConflict(extra={"idempotency_key": key})
+    return coupon
+
+
+def member_coupons_usable(*, member: Member, at: datetime | None = None):
+    """The member's coupons that can be used now or later: issued and not past their end; soonest end first."""
+    now = at or timezone.now()
+    return (
+        Coupon.objects.filter(member=member, status=Coupon.Status.ISSUED, valid_until__gt=now)
+        .select_related("template", "template__merchant")
+        .order_by("valid_until", "id")
+    )

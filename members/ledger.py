@@ -423,6 +423,48 @@ def points_redeem(
     return _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body, at=at)
 
 
+def points_exchange(
+    *, member: Member, points: int, idempotency_key: str, reason: str, merchant: Merchant | None = None,
+    at: datetime | None = None,
+) -> PointsTransaction:
+    """The member pays ``points`` for something the mall or ``merchant`` gives (a coupon of the points mall).
+
+    A REDEEM, like paying at a till, but without a store: the points go to whoever funds
+    what was bought — ``merchant``'s acceptance account (its settlement pays it for them,
+    as for points taken at its till) or, for the mall's own, back to promotions (merchant
+    empty). Spendable points only, first-expiring first. Callers authorise the spend with
+    the shopper first (the points mall: the shopper's own token).
+    """
+    _check_points(points)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError("an exchange needs a reason", code="reason_required")
+    request_hash = _request_hash(
+        op="exchange", member=member.pk, points=points, merchant=merchant.pk if merchant else None, reason=reason
+    )
+
+    def body(wallets, now):
+        wallet = wallets[member.pk]
+        _ensure_active(wallet)
+        if merchant is not None and not merchant.is_active:
+            raise MerchantNotActive(extra={"merchant": merchant.pk})
+        spendable = _spendable(wallet, now)
+        if spendable < points:
+            raise InsufficientPoints(extra={"points_balance": spendable})
+        txn = _new_transaction(
+            key=idempotency_key, request_hash=request_hash, kind=Kind.REDEEM, member_id=wallet.member_id, points=-points,
+            now=now, merchant=merchant, reason=reason[:200],
+        )
+        funder = (
+            _system_account(Account.Kind.MERCHANT_ACCEPTANCE, merchant=merchant) if merchant is not None
+            else _system_account(Account.Kind.PROMOTIONS)
+        )
+        _post(txn, _consume(wallet, txn, points) + [(funder, points, None, wallet.member_id)])
+        return txn
+
+    return _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body, at=at)
+
+
 def points_grant(
     *, member: Member, points: int, reason: str, idempotency_key: str, expires_at: datetime | None = None,
     at: datetime | None = None,
