@@ -226,3 +226,107 @@ class CouponEvent(models.Model):
 
     def __str__(self):
         return f"{self.coupon_id} {self.kind}"
+
+
+class Campaign(models.Model):
+    """A coupon with a message to an audience of members, keeping a random holdout.
+
+    The audience is every active member matching all the filters given (none given:
+    every active member). A member is targeted at most once per campaign, and not
+    while any campaign targeted them within this campaign's cooldown. A holdout share
+    of the audience, drawn by a hash of (campaign, member), is targeted but gets
+    nothing: the comparison that makes the result an *incremental* one
+    (coupons.campaigns.campaign_results).
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", gettext_lazy("Draft")
+        ACTIVE = "active", gettext_lazy("Active")
+        PAUSED = "paused", gettext_lazy("Paused")
+        ENDED = "ended", gettext_lazy("Ended")
+
+    name = models.CharField(gettext_lazy("name"), max_length=100)
+    template = models.ForeignKey(
+        CouponTemplate, on_delete=models.PROTECT, related_name="campaigns", verbose_name=gettext_lazy("coupon template")
+    )
+    # Audience. Lifecycle segments (members.models.Segment values) and/or "high_value";
+    # empty: any segment, or none.
+    segments = models.JSONField(
+        gettext_lazy("segments"), default=list, blank=True,
+        help_text=gettext_lazy('A list, e.g. ["lapsed"] or ["loyal", "high_value"]. Empty: every member.'),
+    )
+    lapsed_min_days = models.PositiveIntegerField(
+        gettext_lazy("not seen for at least (days)"), null=True, blank=True,
+        help_text=gettext_lazy("No check-in, purchase or payment for this many days. Empty: no rule."),
+    )
+    plaza = models.ForeignKey(
+        "members.Plaza", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=gettext_lazy("last visited plaza"),
+    )
+    tier = models.ForeignKey("members.Tier", on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=gettext_lazy("tier"))
+    message_title = models.CharField(gettext_lazy("message title"), max_length=100)
+    message_body = models.TextField(gettext_lazy("message body"))
+    cooldown_days = models.PositiveIntegerField(gettext_lazy("cooldown (days)"), default=90)
+    # Percent of the audience held out: targeted, given nothing, measured.
+    holdout_pct = models.PositiveSmallIntegerField(gettext_lazy("holdout (%)"), default=10)
+    starts_at = models.DateTimeField(gettext_lazy("starts at"))
+    ends_at = models.DateTimeField(gettext_lazy("ends at"), null=True, blank=True)
+    status = models.CharField(gettext_lazy("status"), max_length=16, choices=Status.choices, default=Status.DRAFT)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=gettext_lazy("created by"),
+    )
+    created_at = models.DateTimeField(gettext_lazy("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = gettext_lazy("campaign")
+        verbose_name_plural = gettext_lazy("campaigns")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # Every campaign keeps a holdout (DESIGN.md, step 4), and treats at least half.
+            models.CheckConstraint(condition=Q(holdout_pct__gte=1) & Q(holdout_pct__lte=50), name="campaign_holdout_pct_range"),
+            models.CheckConstraint(condition=Q(cooldown_days__gte=1), name="campaign_cooldown_positive"),
+            models.CheckConstraint(
+                condition=Q(ends_at__isnull=True) | Q(ends_at__gt=F("starts_at")), name="campaign_ends_after_start"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class CampaignTarget(models.Model):
+    """A member a campaign reached: once per campaign (rerun-safe). Treated targets get
+    the coupon and the push, linked here once issued; holdout targets get nothing."""
+
+    class Group(models.TextChoices):
+        TREATED = "treated", gettext_lazy("Treated")
+        HOLDOUT = "holdout", gettext_lazy("Holdout")
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="targets")
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="campaign_targets")
+    group = models.CharField(max_length=8, choices=Group.choices)
+    targeted_at = models.DateTimeField()
+    coupon = models.OneToOneField(Coupon, on_delete=models.PROTECT, null=True, blank=True, related_name="campaign_target")
+    push = models.OneToOneField("members.Push", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Why a treated member got nothing (the coupon service's error code); blank otherwise.
+    refused = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        verbose_name = gettext_lazy("campaign target")
+        verbose_name_plural = gettext_lazy("campaign targets")
+        ordering = ["campaign", "member"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "member"], name="campaign_target_once_per_member"),
+            models.CheckConstraint(
+                condition=Q(group="treated") | (Q(coupon__isnull=True) & Q(push__isnull=True)),
+                name="campaign_holdout_gets_nothing",
+            ),
+        ]
+        indexes = [
+            # The cooldown: has any campaign targeted this member since …?
+            models.Index(fields=["member", "targeted_at"], name="campaign_target_member_recent"),
+        ]
+
+    def __str__(self):
+        return f"{self.campaign_id}:{self.member_id} ({self.group})"

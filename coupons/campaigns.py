@@ -1,0 +1,335 @@
+"""Campaigns: a coupon and a push to an audience, with a random holdout that gets nothing.
+
+A run (``campaign_run``) has two phases, each in batches and each safe to repeat:
+
+1. **Target.** The audience is chosen in SQL, one query per batch of member ids: active
+   members matching the campaign's filters, not yet targeted by this campaign, and not
+   targeted by *any* campaign within this campaign's cooldown. Each is written as a
+   CampaignTarget (one bulk insert per batch; unique per campaign and member, so a
+   rerun or a concurrent run adds nothing twice), in the treated group or the holdout.
+2. **Deliver.** Each treated target still without a coupon gets the coupon
+   (``coupon_issue`` keyed ``campaign:<campaign>:<member>``) and the push (the outbox,
+   event ``wake_up``, the same key), linked to the target in one transaction by a
+   conditional UPDATE. Both services return the first result for a key, so a run
+   killed half-way and run again issues and sends nothing twice. A coupon the service
+   refuses (quota gone, template paused …) is recorded on the target, not retried.
+
+The holdout is drawn once per member and campaign from a hash of both, so a member never
+moves between groups; it gets a target row (it is in the audience, and in the cooldown)
+and nothing else.
+
+Results (``campaign_results``) compare the groups over the ``window_days`` after each
+member was targeted: who came back (a check-in, purchase or payment) and what they spent.
+The difference is the campaign's *incremental* effect, with a 95 % confidence interval
+(normal approximations: two proportions; Welch for the mean spend).
+"""
+
+import hashlib
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import BigIntegerField, Case, Count, Exists, FloatField, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models.functions import Cast, Coalesce
+from django.utils import timezone
+
+from core.errors import ApplicationError, Conflict
+from coupons import services
+from coupons.models import Campaign, CampaignTarget, Coupon, CouponTemplate
+from members.models import Member, Push, Segment, Visit
+from members.pushes import push_send
+
+logger = logging.getLogger(__name__)
+
+HIGH_VALUE = "high_value"
+# Segment values a campaign's audience may name: the lifecycle segments and the tag.
+AUDIENCE_SEGMENTS = {*Segment.values, HIGH_VALUE}
+PUSH_EVENT = "wake_up"
+# The holdout is drawn in units of 1/HOLDOUT_SCALE: holdout_pct × 100 of 10,000.
+HOLDOUT_SCALE = 10_000
+VISIT_KINDS = (Visit.Kind.CHECKIN, Visit.Kind.PURCHASE, Visit.Kind.PAYMENT)
+PURCHASE_KINDS = (Visit.Kind.PURCHASE, Visit.Kind.PAYMENT)
+# Two-sided 95 %.
+Z_95 = 1.959963984540054
+
+
+class CampaignNotActive(Conflict):
+    """This campaign is not running now: it is not active, or outside its start and end."""
+
+    code = "campaign_not_active"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    targeted: int  # new targets written by this run, both groups
+    holdout: int  # of which held out
+    issued: int  # treated targets given their coupon and push by this run
+    refused: int  # treated targets the coupon service refused
+
+
+# --- the draw and the audience ----------------------------------------------------------
+
+
+def campaign_key(*, campaign_id: int, member_id: int) -> str:
+    """The key of a member's coupon and push in a campaign: the same on every run."""
+    return f"campaign:{campaign_id}:{member_id}"
+
+
+def holdout_drawn(*, campaign_id: int, holdout_pct: int, member_id: int) -> bool:
+    """Whether the member is in the campaign's holdout: a stable hash of both ids, so the
+    draw is the same on every run and every machine, and independent across campaigns."""
+    digest = hashlib.sha256(f"{campaign_id}:{member_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % HOLDOUT_SCALE < holdout_pct * (HOLDOUT_SCALE // 100)
+
+
+def campaign_audience(*, campaign: Campaign, at: datetime):
+    """The members the campaign would target now (a queryset, not evaluated)."""
+    members = Member.objects.filter(status=Member.Status.ACTIVE)
+    lifecycle = [s for s in campaign.segments if s != HIGH_VALUE]
+    if lifecycle:
+        members = members.filter(segment__segment__in=lifecycle)
+    if HIGH_VALUE in campaign.segments:
+        members = members.filter(segment__high_value=True)
+    if campaign.lapsed_min_days is not None:
+        # As members.segments counts "not seen": no visit since, and joined before.
+        since = at - timedelta(days=campaign.lapsed_min_days)
+        seen = Visit.objects.filter(member=OuterRef("pk"), kind__in=VISIT_KINDS, occurred_at__gt=since)
+        members = members.filter(created_at__lte=since).exclude(Exists(seen))
+    if campaign.plaza_id is not None:
+        members = members.filter(last_visit_plaza_id=campaign.plaza_id)
+    if campaign.tier_id is not None:
+        members = members.filter(tier_id=campaign.tier_id)
+    cooled_since = at - timedelta(days=campaign.cooldown_days)
+    targeted = CampaignTarget.objects.filter(member=OuterRef("pk")).filter(
+        Q(campaign=campaign) | Q(targeted_at__gt=cooled_since)
+    )
+    return members.exclude(Exists(targeted))
+
+
+def campaign_segments_check(segments) -> list[str]:
+    """The audience's segment list, or ValueError naming what is not a segment."""
+    if not isinstance(segments, list) or not all(isinstance(s, str) for s in segments):
+        raise ValueError("segments must be a list of segment names")
+    unknown = sorted(set(segments) - AUDIENCE_SEGMENTS)
+    if unknown:
+        raise ValueError(f"not segments: {', '.join(unknown)} (known: {', '.join(sorted(AUDIENCE_SEGMENTS))})")
+    return segments
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+def campaign_run(*, campaign: Campaign, at: datetime | None = None, batch_size: int = 1000) -> RunSummary:
+    """Target the campaign's audience and deliver to the treated group. Safe to rerun,
+    concurrently too: see the module's docstring."""
+    now = at or timezone.now()
+    campaign.refresh_from_db()
+    if campaign.status != Campaign.Status.ACTIVE or now < campaign.starts_at or (
+        campaign.ends_at is not None and now >= campaign.ends_at
+    ):
+        raise CampaignNotActive(extra={"status": campaign.status})
+    targeted, holdout = _target(campaign, now, batch_size)
+    if campaign.template.status == CouponTemplate.Status.ACTIVE:
+        issued, refused = _deliver(campaign, now, batch_size)
+    else:
+        # A pause is for a while: the treated wait for their coupon (the next run after
+        # the template is resumed), rather than each being refused it for good.
+        logger.warning("campaign %s: template %s is paused, delivery waits", campaign.pk, campaign.template_id)
+        issued = refused = 0
+    summary = RunSummary(targeted=targeted, holdout=holdout, issued=issued, refused=refused)
+    logger.info("campaign %s run: %s", campaign.pk, summary)
+    return summary
+
+
+def _target(campaign: Campaign, now: datetime, batch_size: int) -> tuple[int, int]:
+    audience = campaign_audience(campaign=campaign, at=now).order_by("pk").values_list("pk", flat=True)
+    targeted = holdout = 0
+    last_id = 0
+    while True:
+        member_ids = list(audience.filter(pk__gt=last_id)[:batch_size])
+        if not member_ids:
+            return targeted, holdout
+        rows = [
+            CampaignTarget(
+                campaign=campaign, member_id=member_id, targeted_at=now,
+                group=CampaignTarget.Group.HOLDOUT
+                if holdout_drawn(campaign_id=campaign.pk, holdout_pct=campaign.holdout_pct, member_id=member_id)
+                else CampaignTarget.Group.TREATED,
+            )
+            for member_id in member_ids
+        ]
+        # A concurrent run may have written some: theirs stand (the same draw).
+        CampaignTarget.objects.bulk_create(rows, ignore_conflicts=True)
+        targeted += len(rows)
+        holdout += sum(row.group == CampaignTarget.Group.HOLDOUT for row in rows)
+        last_id = member_ids[-1]
+
+
+def _deliver(campaign: Campaign, now: datetime, batch_size: int) -> tuple[int, int]:
+    pending = (
+        CampaignTarget.objects.filter(campaign=campaign, group=CampaignTarget.Group.TREATED, coupon__isnull=True, refused="")
+        .select_related("member")
+        .order_by("pk")
+    )
+    issued = refused = 0
+    last_id = 0
+    while True:
+        targets = list(pending.filter(pk__gt=last_id)[:batch_size])
+        if not targets:
+            return issued, refused
+        for target in targets:
+            if _treat(campaign, target, now):
+                issued += 1
+            else:
+                refused += 1
+        last_id = targets[-1].pk
+
+
+def _treat(campaign: Campaign, target: CampaignTarget, now: datetime) -> bool:
+    """Coupon, push and link in one transaction: all three, or none (then a rerun does it)."""
+    key = campaign_key(campaign_id=campaign.pk, member_id=target.member_id)
+    try:
+        with transaction.atomic():
+            coupon = services.coupon_issue(
+                template=campaign.template, member=target.member, via=Coupon.Via.CAMPAIGN, idempotency_key=key,
+                detail={"campaign_id": campaign.pk}, at=now,
+            )
+            push = push_send(
+                member=target.member, event=PUSH_EVENT, event_key=key, title=campaign.message_title,
+                body=campaign.message_body, data={"campaign_id": campaign.pk, "coupon_id": coupon.pk},
+            )
+            CampaignTarget.objects.filter(pk=target.pk, coupon__isnull=True).update(coupon=coupon, push=push)
+    except ApplicationError as exc:
+        # The member is no longer active, the template paused or out of quota …: nothing was issued.
+        CampaignTarget.objects.filter(pk=target.pk, coupon__isnull=True).update(refused=exc.code[:64])
+        return False
+    return True
+
+
+def campaigns_run_due(*, at: datetime | None = None) -> dict[int, RunSummary]:
+    """Run every active campaign within its window; mark those past their end ended."""
+    now = at or timezone.now()
+    Campaign.objects.filter(status=Campaign.Status.ACTIVE, ends_at__lte=now).update(status=Campaign.Status.ENDED)
+    due = Campaign.objects.filter(status=Campaign.Status.ACTIVE, starts_at__lte=now).order_by("pk")
+    summaries = {}
+    for campaign in due:
+        try:
+            summaries[campaign.pk] = campaign_run(campaign=campaign, at=now)
+        except CampaignNotActive:
+            continue  # paused or ended by staff since the query
+    return summaries
+
+
+# --- results ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    group: str
+    targeted: int
+    pushed: int  # sent on a channel, or delivered to the inbox alone
+    opened: int  # read in the inbox
+    redeemed: int
+    came_back: int
+    spend_fen: int  # Σ purchases and payments of the group within the window
+    spend_sq: float  # Σ (each member's spend)²: for the variance
+
+    @property
+    def comeback_rate(self) -> float | None:
+        return self.came_back / self.targeted if self.targeted else None
+
+    @property
+    def spend_per_member_fen(self) -> float | None:
+        """A statistic, not money: a mean in (fractional) fen."""
+        return self.spend_fen / self.targeted if self.targeted else None
+
+    @property
+    def spend_variance(self) -> float | None:
+        """The sample variance of the members' spend, from the two sums."""
+        if self.targeted < 2:
+            return None
+        return max(self.spend_sq - self.spend_fen**2 / self.targeted, 0.0) / (self.targeted - 1)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class CampaignResults:
+    window_days: int
+    treated: GroupResult
+    holdout: GroupResult
+    # Treated minus holdout, with a 95 % interval; None until both groups have members
+    # (spend: at least two each).
+    incremental_comeback: Estimate | None
+    incremental_spend_per_member_fen: Estimate | None
+
+
+def campaign_results(*, campaign: Campaign, window_days: int = 30) -> CampaignResults:
+    """Each group's counts and the incremental comeback and spend: one aggregate query."""
+    window = timedelta(days=window_days)
+    after_targeted = Visit.objects.filter(
+        member=OuterRef("member_id"), occurred_at__gte=OuterRef("targeted_at"),
+        occurred_at__lt=OuterRef("targeted_at") + Value(window),
+    )
+    member_spend = (
+        after_targeted.filter(kind__in=PURCHASE_KINDS).order_by().values("member").annotate(s=Sum("amount_fen")).values("s")
+    )
+    spend = Coalesce(Subquery(member_spend, output_field=BigIntegerField()), 0)
+    came = Case(When(Exists(after_targeted.filter(kind__in=VISIT_KINDS)), then=1), default=0)
+    rows = (
+        CampaignTarget.objects.filter(campaign=campaign)
+        .annotate(member_spend=spend, member_came=came)
+        .order_by()
+        .values("group")
+        .annotate(
+            targeted=Count("pk"),
+            pushed=Count("pk", filter=Q(push__status__in=[Push.Status.SENT, Push.Status.SKIPPED])),
+            opened=Count("pk", filter=Q(push__inbox_message__read_at__isnull=False)),
+            redeemed=Count("pk", filter=Q(coupon__status=Coupon.Status.REDEEMED)),
+            came_back=Sum("member_came"),
+            spend_fen=Sum("member_spend"),
+            spend_sq=Sum(Cast("member_spend", FloatField()) * Cast("member_spend", FloatField())),
+        )
+    )
+    by_group = {row["group"]: row for row in rows}
+    treated, holdout = (_group_result(group, by_group.get(group)) for group in CampaignTarget.Group.values)
+    return CampaignResults(
+        window_days=window_days, treated=treated, holdout=holdout,
+        incremental_comeback=_difference_of_proportions(treated, holdout),
+        incremental_spend_per_member_fen=_difference_of_means(treated, holdout),
+    )
+
+
+def _group_result(group: str, row: dict | None) -> GroupResult:
+    row = row or {}
+    return GroupResult(
+        group=group, targeted=row.get("targeted", 0), pushed=row.get("pushed", 0), opened=row.get("opened", 0),
+        redeemed=row.get("redeemed", 0), came_back=row.get("came_back") or 0, spend_fen=int(row.get("spend_fen") or 0),
+        spend_sq=float(row.get("spend_sq") or 0.0),
+    )
+
+
+def _difference_of_proportions(treated: GroupResult, holdout: GroupResult) -> Estimate | None:
+    if not (treated.targeted and holdout.targeted):
+        return None
+    p1, p0 = treated.comeback_rate, holdout.comeback_rate
+    se = math.sqrt(p1 * (1 - p1) / treated.targeted + p0 * (1 - p0) / holdout.targeted)
+    return _estimate(p1 - p0, se)
+
+
+def _difference_of_means(treated: GroupResult, holdout: GroupResult) -> Estimate | None:
+    if treated.targeted < 2 or holdout.targeted < 2:
+        return None
+    se = math.sqrt(treated.spend_variance / treated.targeted + holdout.spend_variance / holdout.targeted)
+    return _estimate(treated.spend_per_member_fen - holdout.spend_per_member_fen, se)
+
+
+def _estimate(value: float, se: float) -> Estimate:
+    return Estimate(value=value, low=value - Z_95 * se, high=value + Z_95 * se)
