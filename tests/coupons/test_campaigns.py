@@ -62,6 +62,19 @@ def many_members(n: int) -> list[Member]:
     return list(Member.objects.order_by("-pk")[:n])[::-1]
 
 
+def treated_members(n: int, *in_campaigns: Campaign) -> list[Member]:
+    """``n`` members the holdout draw puts in the treated group of each of ``in_campaigns``
+    (the draw depends on the ids, which differ between databases: no test may rely on luck)."""
+    kept = []
+    while len(kept) < n:
+        member = many_members(1)[0]
+        if any(campaigns.holdout_drawn(campaign_id=c.pk, holdout_pct=c.holdout_pct, member_id=member.pk) for c in in_campaigns):
+            member.delete()
+        else:
+            kept.append(member)
+    return kept
+
+
 def segment_rows(rows: dict) -> None:
     """MemberSegment rows as a nightly run would write them: {member: (segment, high_value)}."""
     run = SegmentRun.objects.get_or_create(day=NOW.date(), defaults={"as_of": NOW, "started_at": NOW})[0]
@@ -198,9 +211,8 @@ def test_holdout_gets_a_target_row_and_never_a_coupon_or_push(template):
 
 
 def test_treated_member_gets_the_coupon_and_a_wake_up_push_linked_on_the_target(template):
-    member = many_members(1)[0]
     campaign = make_campaign(template, holdout_pct=1)
-    assert not campaigns.holdout_drawn(campaign_id=campaign.pk, holdout_pct=1, member_id=member.pk)
+    member = treated_members(1, campaign)[0]
 
     summary = campaigns.campaign_run(campaign=campaign)
 
@@ -215,9 +227,9 @@ def test_treated_member_gets_the_coupon_and_a_wake_up_push_linked_on_the_target(
 
 
 def test_a_coupon_the_service_refuses_is_recorded_on_the_target_and_not_retried(template):
-    many_members(3)
     limited = make_template(total_quota=1)
     campaign = make_campaign(limited, holdout_pct=1)
+    treated_members(3, campaign)
 
     first = campaigns.campaign_run(campaign=campaign)
     second = campaigns.campaign_run(campaign=campaign)
@@ -249,9 +261,9 @@ def test_while_the_template_is_paused_the_treated_wait_for_their_coupon(template
 
 
 def test_a_member_targeted_by_one_campaign_waits_out_the_next_campaigns_cooldown(template, clock):
-    member = many_members(1)[0]
     first = make_campaign(template, name="A", holdout_pct=1)
     second = make_campaign(make_template(), name="B", holdout_pct=1, cooldown_days=30)
+    member = treated_members(1, first, second)[0]
     campaigns.campaign_run(campaign=first)
 
     clock.move_to(NOW + timedelta(days=29))
