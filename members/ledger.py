@@ -173,6 +173,15 @@ def _survivor_id(member_id: int) -> int:
     return member_id
 
 
+def _survivor_ids(member_ids: list[int]) -> dict[int, int]:
+    """{asked: the member holding its points}: one query for all, merges followed one by one."""
+    merged = {
+        pk: target for pk, status, target in Member.objects.filter(pk__in=member_ids).values_list("pk", "status", "merged_into_id")
+        if status == Member.Status.MERGED and target is not None
+    }
+    return {asked: _survivor_id(asked) if asked in merged else asked for asked in member_ids}
+
+
 def _lock_wallets(member_ids: list[int]) -> dict[int, Account]:
     """Lock the wallets of ``member_ids``, following merges: {asked id: the wallet that holds its points}.
 
@@ -181,7 +190,7 @@ def _lock_wallets(member_ids: list[int]) -> dict[int, Account]:
     that committed while this waited is seen then), and the survivors looked up anew.
     """
     for _ in range(5):
-        survivors = {asked: _survivor_id(asked) for asked in member_ids}
+        survivors = _survivor_ids(member_ids)
         wanted = sorted(set(survivors.values()))
         # Locked in member-id order, so two transfers in opposite directions cannot deadlock.
         wallets = (
@@ -831,7 +840,8 @@ def points_expire_due_batch(*, at: datetime | None = None, limit: int = 500) -> 
     takes its lots again.
     """
     now = at or timezone.now()
-    due = list(lots_due(now=now).order_by("pk").values_list("pk", "member_id")[:limit])
+    # By expiry (the partial index lot_due): no scan over lots already emptied or not yet due.
+    due = list(lots_due(now=now).order_by("expires_at", "pk").values_list("pk", "member_id")[:limit])
     if not due:
         return 0
     with transaction.atomic():
