@@ -1,27 +1,18 @@
 """The nightly schedule that expires coupons past their validity (coupons.tasks)."""
 
-from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db import migrations
 
 SCHEDULES = [
-    # name, func, schedule type ("D": daily, from its first run at NIGHTLY_AT local time)
+    # name, func, schedule type ("D": daily, from the first start of the cluster)
     ("coupons: expire coupons past their validity", "coupons.tasks.coupons_expire_due", "D"),
 ]
-NIGHTLY_AT = time(2, 15)
 
 
 def forwards(apps, schema_editor):
     Schedule = apps.get_model("django_q", "Schedule")
-    local = ZoneInfo(settings.TIME_ZONE)
-    now = datetime.now(local)
-    first_run = datetime.combine(now.date(), NIGHTLY_AT, tzinfo=local)
-    if first_run <= now:
-        first_run += timedelta(days=1)
     for name, func, schedule_type in SCHEDULES:
-        Schedule.objects.get_or_create(name=name, defaults={"func": func, "schedule_type": schedule_type, "next_run": first_run})
+        Schedule.objects.get_or_create(name=name, defaults={"func": func, "schedule_type": schedule_type})
 
 
 def backwards(apps, schema_editor):

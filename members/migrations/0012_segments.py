@@ -2,31 +2,21 @@
 nightly job resumable, the sizes kept for the dashboards, and the schedules of the job and
 of the reminders of points about to expire (members.reminders)."""
 
-from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 import django.db.models.deletion
-from django.conf import settings
 from django.db import migrations, models
 
 SCHEDULES = [
-    # name, func, schedule type ("D": daily, from its first run at NIGHTLY_AT local time)
+    # name, func, schedule type ("D": daily, from the first start of the cluster)
     ("segments: tag members", "members.tasks.segments_tag_nightly", "D"),
     ("points: remind of points expiring within 30 days", "members.tasks.expiry_reminders_send", "D"),
 ]
-# After midnight, so a run's day is the day that just began and the day before is whole.
-NIGHTLY_AT = time(2, 30)
 
 
 def forwards(apps, schema_editor):
     Schedule = apps.get_model("django_q", "Schedule")
-    local = ZoneInfo(settings.TIME_ZONE)
-    now = datetime.now(local)
-    first_run = datetime.combine(now.date(), NIGHTLY_AT, tzinfo=local)
-    if first_run <= now:
-        first_run += timedelta(days=1)
     for name, func, schedule_type in SCHEDULES:
-        Schedule.objects.get_or_create(name=name, defaults={"func": func, "schedule_type": schedule_type, "next_run": first_run})
+        Schedule.objects.get_or_create(name=name, defaults={"func": func, "schedule_type": schedule_type})
 
 
 def backwards(apps, schema_editor):
