@@ -400,6 +400,26 @@ def points_earn(
     return _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body, at=at)
 
 
+def _spend_at_store(
+    wallet: Account, store: Store, points: int, now: datetime, *, kind: str, to: Account, key: str, request_hash: str,
+    reference: str,
+) -> PointsTransaction:
+    """``points`` out of the wallet (first-expiring first) into ``to``, at an active shop."""
+    _ensure_active(wallet)
+    merchant = store.merchant
+    if not (merchant.is_active and store.is_active):
+        raise MerchantNotActive(extra={"store_code": store.code})
+    spendable = _spendable(wallet, now)
+    if spendable < points:
+        raise InsufficientPoints(extra={"points_balance": spendable})
+    txn = _new_transaction(
+        key=key, request_hash=request_hash, kind=kind, member_id=wallet.member_id, points=-points,
+        now=now, merchant=merchant, store=store, reference=reference,
+    )
+    _post(txn, _consume(wallet, txn, points) + [(to, points, None, wallet.member_id)])
+    return txn
+
+
 def points_redeem(
     *, member: Member, store: Store, points: int, idempotency_key: str, reference: str = "", at: datetime | None = None
 ) -> PointsTransaction:
@@ -412,22 +432,9 @@ def points_redeem(
     request_hash = _request_hash(op="redeem", member=member.pk, store=store.pk, points=points, reference=reference)
 
     def body(wallets, now):
-        wallet = wallets[member.pk]
-        _ensure_active(wallet)
-        merchant = store.merchant
-        if not (merchant.is_active and store.is_active):
-            raise MerchantNotActive(extra={"store_code": store.code})
-        spendable = _spendable(wallet, now)
-        if spendable < points:
-            raise InsufficientPoints(extra={"points_balance": spendable})
-        txn = _new_transaction(
-            key=idempotency_key, request_hash=request_hash, kind=Kind.REDEEM, member_id=wallet.member_id, points=-points,
-            now=now, merchant=merchant, store=store, reference=reference,
-        )
-        _post(txn, _consume(wallet, txn, points) + [
-            (_system_account(Account.Kind.MERCHANT_ACCEPTANCE, merchant=merchant), points, None, wallet.member_id),
-        ])
-        return txn
+        acceptance = _system_account(Account.Kind.MERCHANT_ACCEPTANCE, merchant=store.merchant)
+        return _spend_at_store(wallets[member.pk], store, points, now, kind=Kind.REDEEM, to=acceptance,
+                               key=idempotency_key, request_hash=request_hash, reference=reference)
 
     return _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body, at=at)
 
@@ -736,20 +743,8 @@ def points_hold(
     request_hash = _request_hash(op="hold", member=member.pk, store=store.pk, points=points, reference=reference)
 
     def body(wallets, now):
-        wallet = wallets[member.pk]
-        _ensure_active(wallet)
-        merchant = store.merchant
-        if not (merchant.is_active and store.is_active):
-            raise MerchantNotActive(extra={"store_code": store.code})
-        spendable = _spendable(wallet, now)
-        if spendable < points:
-            raise InsufficientPoints(extra={"points_balance": spendable})
-        txn = _new_transaction(
-            key=idempotency_key, request_hash=request_hash, kind=Kind.HOLD, member_id=wallet.member_id, points=-points,
-            now=now, merchant=merchant, store=store, reference=reference,
-        )
-        _post(txn, _consume(wallet, txn, points) + [(_system_account(Account.Kind.ESCROW), points, None, wallet.member_id)])
-        return txn
+        return _spend_at_store(wallets[member.pk], store, points, now, kind=Kind.HOLD, to=_system_account(Account.Kind.ESCROW),
+                               key=idempotency_key, request_hash=request_hash, reference=reference)
 
     return _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body, at=at)
 
