@@ -70,6 +70,14 @@ class CouponTemplate(models.Model):
         gettext_lazy("points price"), null=True, blank=True, help_text=gettext_lazy("Points a member pays for it in the points mall. Empty: not for sale.")
     )
     status = models.CharField(gettext_lazy("status"), max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # Free to claim: listed in the bot's 优惠券 command, the H5 coupons page and the mini-program.
+    claimable = models.BooleanField(
+        gettext_lazy("free to claim"), default=False,
+        help_text=gettext_lazy("Members may claim it free (per-member limit and quota apply) in the bot, the H5 page and the mini-program."),
+    )
+    # A claim QR's secret: /m/coupons/claim/<claim_code>/ claims it (listed or not).
+    # Empty: no claim QR. Random and unguessable (coupons.claims).
+    claim_code = models.CharField(gettext_lazy("claim QR code"), max_length=32, null=True, blank=True, unique=True)
     created_at = models.DateTimeField(gettext_lazy("created at"), auto_now_add=True)
 
     class Meta:
@@ -117,6 +125,8 @@ class CouponTemplate(models.Model):
 class Coupon(models.Model):
     class Status(models.TextChoices):
         ISSUED = "issued", gettext_lazy("Issued")
+        # Taken by an unpaid order: redeemed when it is paid, issued again when it closes.
+        HELD = "held", gettext_lazy("Held for an order")
         REDEEMED = "redeemed", gettext_lazy("Redeemed")
         EXPIRED = "expired", gettext_lazy("Expired")
         VOID = "void", gettext_lazy("Void")
@@ -183,7 +193,11 @@ class CouponRedemption(models.Model):
     request_hash = models.CharField(max_length=64)
     amount_fen = models.BigIntegerField()
     discount_fen = models.BigIntegerField()
+    # Copied from the template when redeemed: who bears discount_fen in settlement.
+    funded_by = models.CharField(max_length=16, choices=CouponTemplate.FundedBy.choices, default=CouponTemplate.FundedBy.MERCHANT)
     order_ref = models.CharField(max_length=64, blank=True)
+    # The sale was refunded in full: the discount no longer counts in settlement.
+    reversed_at = models.DateTimeField(null=True, blank=True)
     # How the shopper authorised it: the rotating coupon code, or a scanned member code.
     authorised_by = models.CharField(max_length=16)
     created_at = models.DateTimeField()
@@ -208,9 +222,12 @@ class CouponEvent(models.Model):
 
     class Kind(models.TextChoices):
         ISSUED = "issued", gettext_lazy("Issued")
+        HELD = "held", gettext_lazy("Held for an order")
+        RELEASED = "released", gettext_lazy("Given back")
         REDEEMED = "redeemed", gettext_lazy("Redeemed")
         EXPIRED = "expired", gettext_lazy("Expired")
         VOIDED = "voided", gettext_lazy("Voided")
+        MOVED = "moved", gettext_lazy("Moved to a merged member")
 
     coupon = models.ForeignKey(Coupon, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -241,9 +258,17 @@ class Campaign(models.Model):
 
     class Status(models.TextChoices):
         DRAFT = "draft", gettext_lazy("Draft")
+        # A merchant's request, waiting for staff (coupons.merchant_campaigns).
+        PENDING = "pending", gettext_lazy("Awaiting approval")
+        REJECTED = "rejected", gettext_lazy("Rejected")
         ACTIVE = "active", gettext_lazy("Active")
         PAUSED = "paused", gettext_lazy("Paused")
         ENDED = "ended", gettext_lazy("Ended")
+
+    class MerchantScope(models.TextChoices):
+        ANY = "", gettext_lazy("Any member")
+        CUSTOMERS = "customers", gettext_lazy("Only the merchant's past customers")
+        NON_CUSTOMERS = "non_customers", gettext_lazy("Only members who never bought from the merchant")
 
     name = models.CharField(gettext_lazy("name"), max_length=100)
     template = models.ForeignKey(
@@ -264,6 +289,30 @@ class Campaign(models.Model):
         verbose_name=gettext_lazy("last visited plaza"),
     )
     tier = models.ForeignKey("members.Tier", on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=gettext_lazy("tier"))
+    # A merchant's campaign (asked for through the merchant API): its own template, an
+    # audience it never sees. Empty: the mall's.
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.PROTECT, null=True, blank=True, related_name="campaigns",
+        verbose_name=gettext_lazy("requested by merchant"),
+    )
+    merchant_scope = models.CharField(
+        gettext_lazy("merchant's customers"), max_length=16, choices=MerchantScope.choices, default=MerchantScope.ANY,
+        blank=True,
+    )
+    max_targets = models.PositiveIntegerField(
+        gettext_lazy("at most (members)"), null=True, blank=True,
+        help_text=gettext_lazy("Targets at most this many members, holdout included. Empty: no cap."),
+    )
+    # The merchant API's Idempotency-Key of the request that made it.
+    request_key = models.CharField(max_length=200, null=True, blank=True)
+    # The audience counted when the merchant asked.
+    requested_audience = models.PositiveIntegerField(gettext_lazy("audience when requested"), null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=gettext_lazy("reviewed by"),
+    )
+    reviewed_at = models.DateTimeField(gettext_lazy("reviewed at"), null=True, blank=True)
+    review_note = models.CharField(gettext_lazy("review note"), max_length=300, blank=True)
     message_title = models.CharField(gettext_lazy("message title"), max_length=100)
     message_body = models.TextField(gettext_lazy("message body"))
     cooldown_days = models.PositiveIntegerField(gettext_lazy("cooldown (days)"), default=90)
@@ -289,6 +338,11 @@ class Campaign(models.Model):
             models.CheckConstraint(
                 condition=Q(ends_at__isnull=True) | Q(ends_at__gt=F("starts_at")), name="campaign_ends_after_start"
             ),
+            models.CheckConstraint(
+                condition=Q(merchant__isnull=False) | Q(merchant_scope=""), name="campaign_merchant_scope_needs_merchant"
+            ),
+            models.CheckConstraint(condition=Q(max_targets__isnull=True) | Q(max_targets__gte=1), name="campaign_max_targets_positive"),
+            models.UniqueConstraint(fields=["merchant", "request_key"], name="campaign_request_key_unique_per_merchant"),
         ]
 
     def __str__(self):

@@ -66,6 +66,8 @@ class Order(models.Model):
     points_fen = models.BigIntegerField(default=0)
     coupon_code = models.CharField(max_length=64, blank=True)
     coupon_discount_fen = models.BigIntegerField(default=0)
+    # The member's coupon this order uses: held while unpaid (coupons.holds).
+    coupon = models.OneToOneField("coupons.Coupon", on_delete=models.PROTECT, null=True, blank=True, related_name="order")
     payable_fen = models.BigIntegerField()
     # Of amount_fen, what refunds took back or are taking back (pending ones reserve theirs).
     refunded_fen = models.BigIntegerField(default=0)
