@@ -142,7 +142,7 @@ def identity_link_unionid(*, member: Member, unionid: str) -> Member:
 
 def member_merge(*, source: Member, target: Member, reason: str) -> Member:
     """Fold ``source`` into ``target``: points (through the ledger, keeping expiry),
-    identities, visits, phone and the better tier. ``source`` stays, marked merged.
+    identities, visits, coupons, phone and the better tier. ``source`` stays, marked merged.
     Safe to run twice."""
     if source.pk == target.pk:
         return target
@@ -156,6 +156,10 @@ def member_merge(*, source: Member, target: Member, reason: str) -> Member:
         Identity.objects.filter(member=source).update(member=target)
         Visit.objects.filter(member=source).update(member=target)
         _subscriptions_move(source, target)
+        # Imported here: coupons build on members, not the other way round.
+        from coupons.merge import coupons_move
+
+        coupons_move(source=source, target=target)
         changed = []
         if source.phone and not target.phone:
             phone = source.phone

@@ -635,8 +635,9 @@ def _reverse_earn_body(original, key, request_hash, amount_fen, reason):
 
 
 def _reverse_redeem_body(original, key, request_hash, points, reason, *, counter: Account | None = None):
-    """Give back ``points`` a redeem (or an order's hold) took, from ``counter`` (the
-    merchant's acceptance account unless told otherwise)."""
+    """Give back ``points`` a redeem (or an order's hold) took, from ``counter`` (unless
+    told otherwise: the merchant's acceptance account, or promotions for the mall's own
+    points-mall exchange)."""
     def body(wallets, now):
         wallet = wallets[original.member_id]
         # Captures move no wallet points (0); releases and refunds count.
@@ -675,7 +676,13 @@ def _reverse_redeem_body(original, key, request_hash, points, reason, *, counter
             ShortfallRecovery.objects.create(
                 earn=earn, transaction=txn, member_id=wallet.member_id, points=points_recovered, created_at=now
             )
-        source = counter or _system_account(Account.Kind.MERCHANT_ACCEPTANCE, merchant=original.merchant)
+        if counter is not None:
+            source = counter
+        elif original.merchant_id is not None:
+            source = _system_account(Account.Kind.MERCHANT_ACCEPTANCE, merchant=original.merchant)
+        else:
+            # The mall's own points-mall item: the points went back to promotions.
+            source = _system_account(Account.Kind.PROMOTIONS)
         legs.append((source, -points, None, wallet.member_id))
         _post(txn, legs)
         return txn
