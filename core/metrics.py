@@ -60,13 +60,14 @@ _PUSH_OUTCOMES = {"sent": "sent", "skipped": "skipped", "failed": "failed", "pen
 # --- counted where it happens -------------------------------------------------------------
 
 
-def points_moved(*, kind: str, points: int) -> None:
-    """A ledger transaction was written: counted when (and if) it commits."""
-    transaction.on_commit(functools.partial(_points_count, str(kind), abs(points)), robust=True)
+def points_moved(*, kind: str, points: int, transactions: int = 1) -> None:
+    """Ledger transactions were written (a batch job counts many at once, ``points`` their
+    total): counted when (and if) they commit."""
+    transaction.on_commit(functools.partial(_points_count, str(kind), abs(points), transactions), robust=True)
 
 
-def _points_count(kind: str, points: int) -> None:
-    POINTS_TRANSACTIONS.labels(kind=kind).inc()
+def _points_count(kind: str, points: int, transactions: int = 1) -> None:
+    POINTS_TRANSACTIONS.labels(kind=kind).inc(transactions)
     POINTS.labels(kind=kind).inc(points)
 
 

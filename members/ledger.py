@@ -19,11 +19,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import BigIntegerField, Case, F, Max, Q, Sum, Value, When
+from django.db.models import F, Max, Q, Sum
 from django.utils import timezone
 
 from core import metrics
 from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
+from members import ledger_sql
 from members.models import Account, Entry, Lot, Member, Merchant, PointsTransaction, ShortfallRecovery, Store
 
 Kind = PointsTransaction.Kind
@@ -800,7 +801,11 @@ def points_hold_release(
 
 
 def expire_key(lot: Lot) -> str:
-    return f"expire:{lot.pk}:{timezone.localdate(lot.expires_at).isoformat()}"
+    return _expire_key(lot.pk, lot.expires_at)
+
+
+def _expire_key(lot_id: int, expires_at: datetime) -> str:
+    return f"expire:{lot_id}:{timezone.localdate(expires_at).isoformat()}"
 
 
 def points_expire_lot(*, lot: Lot, at: datetime | None = None) -> PointsTransaction | None:
@@ -834,8 +839,9 @@ def points_expire_lot(*, lot: Lot, at: datetime | None = None) -> PointsTransact
 
 def points_expire_due_batch(*, at: datetime | None = None, limit: int = 500) -> int:
     """Expire up to ``limit`` due lots in one transaction, set-based: the wallets of their
-    members locked in one statement, the transactions, entries and lot updates written in
-    bulk, each wallet's balance moved by one UPDATE. Returns how many lots were expired.
+    members locked in one statement, then one statement each for the transactions, the
+    entries, the lots and the balances (``members.ledger_sql``). Returns how many lots
+    were expired.
 
     The same keys as ``points_expire_lot`` (``expire:<lot>:<date>``), so the two never
     expire a lot twice; killed half-way, a batch is rolled back whole, and the next run
@@ -847,41 +853,40 @@ def points_expire_due_batch(*, at: datetime | None = None, limit: int = 500) -> 
     if not due:
         return 0
     with transaction.atomic():
-        _lock_wallets(sorted({member_id for _, member_id in due}))
+        # A lot's points are in its member's wallet (a merge empties the merged member's
+        # lots under both wallets' locks): locking those wallets is enough, in member order.
+        list(
+            Account.objects.select_for_update().filter(kind=Account.Kind.WALLET, member_id__in={m for _, m in due})
+            .order_by("member_id").values_list("pk", flat=True)
+        )
         # Read again under the locks: a spend or a merge may have emptied some meanwhile.
-        lots = list(Lot.objects.filter(pk__in=[pk for pk, _ in due], remaining__gt=0, expires_at__lte=now).order_by("pk"))
+        lots = list(
+            Lot.objects.filter(pk__in=[pk for pk, _ in due], remaining__gt=0, expires_at__lte=now)
+            .order_by("pk").values_list("pk", "member_id", "account_id", "remaining", "status", "expires_at")
+        )
         if not lots:
             return 0
-        keys = {lot.pk: expire_key(lot) for lot in lots}
+        keys = {pk: _expire_key(pk, expires_at) for pk, _, _, _, _, expires_at in lots}
         taken = set(PointsTransaction.objects.filter(idempotency_key__in=list(keys.values())).values_list("idempotency_key", flat=True))
-        lots = [lot for lot in lots if keys[lot.pk] not in taken]
-        txns = PointsTransaction.objects.bulk_create([
-            PointsTransaction(
-                idempotency_key=keys[lot.pk], request_hash=_request_hash(op="expire", lot=lot.pk), kind=Kind.EXPIRE,
-                member_id=lot.member_id, points=-lot.remaining, created_at=now, reason=f"lot {lot.pk} expired",
-            )
-            for lot in lots
+        lots = [lot for lot in lots if keys[lot[0]] not in taken]
+        ids = ledger_sql.transactions_insert(at=now, rows=[
+            (keys[pk], _request_hash(op="expire", lot=pk), Kind.EXPIRE, member_id, -remaining, f"lot {pk} expired")
+            for pk, member_id, _, remaining, _, _ in lots
         ])
         pending, expired = _system_account(Account.Kind.PENDING), _system_account(Account.Kind.EXPIRED)
         entries, wallet_deltas = [], {}
-        for lot, txn in zip(lots, txns, strict=True):
-            metrics.points_moved(kind=Kind.EXPIRE, points=lot.remaining)
-            if lot.status == Lot.Status.AVAILABLE:
-                holder_id = lot.account_id
-                wallet_deltas[holder_id] = wallet_deltas.get(holder_id, 0) - lot.remaining
+        for pk, member_id, account_id, remaining, status, _ in lots:
+            if status == Lot.Status.AVAILABLE:
+                holder_id = account_id
+                wallet_deltas[holder_id] = wallet_deltas.get(holder_id, 0) - remaining
             else:
                 holder_id = pending.pk  # a lot still pending (or held) expires from the pending account
-            entries += [
-                Entry(transaction=txn, account_id=holder_id, amount=-lot.remaining, lot=lot, member_id=lot.member_id, created_at=now),
-                Entry(transaction=txn, account=expired, amount=lot.remaining, member_id=lot.member_id, created_at=now),
-            ]
-        Entry.objects.bulk_create(entries, batch_size=1000)
-        Lot.objects.filter(pk__in=[lot.pk for lot in lots]).update(remaining=0)
-        if wallet_deltas:
-            Account.objects.filter(pk__in=list(wallet_deltas)).update(
-                balance=F("balance") + Case(*(When(pk=pk, then=Value(delta)) for pk, delta in wallet_deltas.items()),
-                                            output_field=BigIntegerField())
-            )
+            txn_id = ids[keys[pk]]
+            entries += [(txn_id, holder_id, -remaining, pk, member_id), (txn_id, expired.pk, remaining, None, member_id)]
+        ledger_sql.entries_insert(rows=entries, at=now)
+        ledger_sql.lots_empty(lot_ids=[lot[0] for lot in lots])
+        ledger_sql.balances_add(deltas=wallet_deltas)
+        metrics.points_moved(kind=Kind.EXPIRE, points=sum(lot[3] for lot in lots), transactions=len(lots))
     return len(lots)
 
 
