@@ -134,3 +134,38 @@ def test_a_sweep_killed_between_batches_finishes_on_the_next_run(monkeypatch):
     assert tasks.points_expire_due() == 0
     assert PointsTransaction.objects.filter(kind="expire").count() == 5
     assert_ledger_invariants()
+
+
+def _expiry_written(lot) -> tuple:
+    """What an expiry wrote for ``lot``, with the ids that differ between lots taken out."""
+    txn = PointsTransaction.objects.get(idempotency_key=ledger.expire_key(lot))
+    fields = (txn.kind, txn.points, txn.reason.replace(str(lot.pk), "<lot>"), txn.merchant_id, txn.store_id, txn.amount_fen,
+              txn.shortfall, txn.reference, txn.reverses_id, txn.created_at)
+    entries = sorted(
+        (entry.account.kind, entry.amount, entry.lot_id == lot.pk, entry.member_id == lot.member_id, entry.created_at)
+        for entry in txn.entries.select_related("account")
+    )
+    return fields, entries, Lot.objects.get(pk=lot.pk).remaining
+
+
+def test_the_batch_writes_row_for_row_what_the_per_lot_expiry_writes():
+    one, other = make_member(tier_code="gold"), make_member(tier_code="gold")  # gold: a pending mall extra
+    by_lot, by_batch = due_lot(one, 30, "one"), due_lot(other, 30, "other")
+    pending = ledger.points_earn(member=one, store=make_store(), amount_fen=10_000, idempotency_key="e1", member_present=True)
+    pending_batch = ledger.points_earn(member=other, store=make_store(), amount_fen=10_000, idempotency_key="e2", member_present=True)
+    held = [txn.lots.get(status=Lot.Status.PENDING) for txn in (pending, pending_batch) if txn.lots.filter(status=Lot.Status.PENDING)]
+    assert len(held) == 2
+    now = timezone.now()
+    Lot.objects.filter(pk__in=[lot.pk for lot in held]).update(expires_at=now - timedelta(minutes=1))
+    held = [Lot.objects.get(pk=lot.pk) for lot in held]
+
+    ledger.points_expire_lot(lot=by_lot, at=now)
+    ledger.points_expire_lot(lot=held[0], at=now)
+    assert ledger.points_expire_due_batch(at=now) == 2
+
+    assert _expiry_written(by_lot) == _expiry_written(by_batch)
+    assert PointsTransaction.objects.get(idempotency_key=ledger.expire_key(by_batch)).request_hash == ledger._request_hash(
+        op="expire", lot=by_batch.pk
+    )
+    assert _expiry_written(held[0]) == _expiry_written(held[1])
+    assert_ledger_invariants()
