@@ -837,6 +837,27 @@ def points_expire_lot(*, lot: Lot, at: datetime | None = None) -> PointsTransact
     return _run(key=key, request_hash=request_hash, member_ids=[lot.member_id], body=body, at=at)
 
 
+def points_expire_due(*, at: datetime | None = None, batch_size: int = 500, progress=None) -> int:
+    """Expire every lot due at ``at`` (now), ``batch_size`` lots a transaction; how many.
+
+    ``progress(done, total)`` is told after each batch (the management command's bar).
+    A batch that meets a member being merged stops the run: the next run sees the truth.
+    """
+    now = at or timezone.now()
+    total = lots_due(now=now).count() if progress is not None else 0
+    expired = 0
+    while True:
+        try:
+            done = points_expire_due_batch(at=now, limit=batch_size)
+        except ApplicationError:
+            return expired
+        if done == 0:
+            return expired
+        expired += done
+        if progress is not None:
+            progress(expired, max(total, expired))
+
+
 def points_expire_due_batch(*, at: datetime | None = None, limit: int = 500) -> int:
     """Expire up to ``limit`` due lots in one transaction, set-based: the wallets of their
     members locked in one statement, then one statement each for the transactions, the

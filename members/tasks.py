@@ -14,18 +14,9 @@ EXPIRE_BATCH = 500
 
 def points_expire_due() -> int:
     """Expire every lot that reached its expiry, EXPIRE_BATCH lots a transaction (set-based:
-    ``ledger.points_expire_due_batch``). Killed half-way, the next run finishes the rest.
+    ``ledger.points_expire_due``). Killed half-way, the next run finishes the rest.
     Returns how many lots were expired."""
-    now = timezone.now()
-    expired = 0
-    while True:
-        try:
-            done = ledger.points_expire_due_batch(at=now, limit=EXPIRE_BATCH)
-        except ApplicationError:
-            return expired  # e.g. a member being merged; the next run sees the truth
-        if done == 0:
-            return expired
-        expired += done
+    return ledger.points_expire_due(batch_size=EXPIRE_BATCH)
 
 
 def expiry_reminders_send() -> int:

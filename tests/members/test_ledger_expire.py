@@ -169,3 +169,22 @@ def test_the_batch_writes_row_for_row_what_the_per_lot_expiry_writes():
     )
     assert _expiry_written(held[0]) == _expiry_written(held[1])
     assert_ledger_invariants()
+
+
+def test_the_command_expires_what_is_due_with_a_progress_line_and_twice_does_nothing():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    members = [make_member() for _ in range(3)]
+    for i, member in enumerate(members):
+        due_lot(member, 10, f"c{i}")
+    out = StringIO()
+    call_command("points_expire", "--batch-size", "2", stdout=out)
+    assert "lots expired: 3/3" in out.getvalue() and "3 lots expired." in out.getvalue()
+    assert all(ledger.member_points_balance(member=m) == 0 for m in members)
+    out = StringIO()
+    call_command("points_expire", stdout=out)
+    assert "nothing to do" in out.getvalue()
+    assert PointsTransaction.objects.filter(kind="expire").count() == 3
+    assert_ledger_invariants()
