@@ -24,9 +24,7 @@ from dataclasses import dataclass
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from core.money import fen_to_yuan
-from coupons import services as coupon_services
-from coupons.models import CouponTemplate
+from bots import coupon_replies
 from members import checkin, ledger
 from members.checkin import CheckinCode, CheckinResult, Location, Proof
 from members.models import Checkin, Member, Plaza
@@ -100,84 +98,25 @@ def checkin_howto(ctx: Context) -> str:
     return _t(ctx, zh=zh, en=en)
 
 
-COUPONS_LISTED = 5
-
-
 def coupons(ctx: Context) -> str:
-    """The member's usable coupons (soonest to end first, at most ``COUPONS_LISTED``), where
-    to show them, and how many coupons the points mall sells for points."""
-    usable = coupon_services.member_coupons_usable(member=ctx.member)
-    total = usable.count()
-    if total:
-        zh, en = f"您有 {total} 张可用优惠券：", f"You have {total} usable coupon{'s' if total > 1 else ''}:"
-        for coupon in usable[:COUPONS_LISTED]:
-            until = timezone.localtime(coupon.valid_until).strftime("%Y-%m-%d")
-            zh += f"\n· {coupon.template.name}（{_coupon_value_zh(coupon.template)}），{until} 前有效"
-            en += f"\n· {coupon.template.name} ({_coupon_value_en(coupon.template)}), valid until {until}"
-        if total > COUPONS_LISTED:
-            zh += f"\n……还有 {total - COUPONS_LISTED} 张"
-            en += f"\n… and {total - COUPONS_LISTED} more"
-    else:
-        zh, en = "您目前还没有优惠券。", "Coupons: you have none yet."
-    url = _h5_coupons_url(ctx)
-    if url:
-        zh += f"\n查看和使用优惠券：{url}"
-        en += f"\nSee and use your coupons: {url}"
-    else:
-        zh += "\n在小程序“我的优惠券”中查看，到店结账时出示券码即可使用。"
-        en += '\nSee them under "My coupons" in our mini-program, and show a coupon\'s code at the till to use it.'
-    on_sale = coupon_services.coupon_catalogue().count()
-    if on_sale:
-        zh += f"\n积分商城有 {on_sale} 种优惠券可用积分兑换。"
-        en += f"\nThe points mall has {on_sale} coupon{'s' if on_sale > 1 else ''} to exchange for points."
-    return _t(ctx, zh=zh, en=en)
+    """优惠券: the member's usable coupons, the free ones to claim, the points mall (bots.coupon_replies)."""
+    return coupon_replies.coupons(member=ctx.member, lang=ctx.lang, url=_h5_coupons_url(ctx))
 
 
-def _yuan(amount_fen: int) -> str:
-    """2000 → "20", 1250 → "12.5": a price as people say it."""
-    return fen_to_yuan(amount_fen).rstrip("0").rstrip(".")
-
-
-def _decimal(value: int, places: int) -> str:
-    """``value`` / 10**places written without trailing zeros: (85, 1) → "8.5", (80, 1) → "8"."""
-    whole, rest = divmod(value, 10**places)
-    rest_digits = f"{rest:0{places}d}".rstrip("0")
-    return f"{whole}.{rest_digits}" if rest_digits else str(whole)
-
-
-def _coupon_value_zh(template: CouponTemplate) -> str:
-    kind = CouponTemplate.Kind
-    if template.kind == kind.CASH_OFF:
-        if not template.min_spend_fen:
-            return f"立减{_yuan(template.face_value_fen)}元"
-        return f"满{_yuan(template.min_spend_fen)}减{_yuan(template.face_value_fen)}元"
-    if template.kind == kind.PERCENT_OFF:
-        # 1500 bp off is "8.5 折": the shopper pays 85 %.
-        return f"{_decimal(10000 - template.percent_off_bp, 3)}折"
-    if template.kind == kind.VOUCHER:
-        return f"{_yuan(template.face_value_fen)}元代金券"
-    return f"礼品：{template.gift_description}"
-
-
-def _coupon_value_en(template: CouponTemplate) -> str:
-    kind = CouponTemplate.Kind
-    if template.kind == kind.CASH_OFF:
-        if not template.min_spend_fen:
-            return f"¥{_yuan(template.face_value_fen)} off"
-        return f"¥{_yuan(template.face_value_fen)} off ¥{_yuan(template.min_spend_fen)}"
-    if template.kind == kind.PERCENT_OFF:
-        return f"{_decimal(template.percent_off_bp, 2)}% off"
-    if template.kind == kind.VOUCHER:
-        return f"¥{_yuan(template.face_value_fen)} voucher"
-    return f"gift: {template.gift_description}"
+def claim(ctx: Context, arg: str = "") -> str:
+    """领券 <n>: claim the n-th free coupon listed; without n, the list (bots.coupon_replies)."""
+    try:
+        return coupon_replies.claim(member=ctx.member, lang=ctx.lang, url=_h5_coupons_url(ctx), arg=arg)
+    except ledger.MemberNotActive:
+        return member_not_active(ctx)
 
 
 def _h5_coupons_url(ctx: Context) -> str:
-    """The H5 coupons page (``h5:coupons``) on the member card's host, or "" while there is none."""
+    """The H5 coupons page (``coupons:list``) on the member card's host, or "" while there is none."""
     if not ctx.member_card_url:
         return ""
     try:
-        card, page = reverse("h5:card"), reverse("h5:coupons")
+        card, page = reverse("h5:card"), reverse("coupons:list")
     except NoReverseMatch:
         return ""
     if not ctx.member_card_url.endswith(card):
@@ -198,22 +137,24 @@ def member_code(ctx: Context) -> str:
 def help_list(ctx: Context) -> str:
     return _t(
         ctx,
-        zh="您可以发送：\n积分 — 查询积分\n签到 — 如何签到\n优惠券 — 我的优惠券\n"
+        zh="您可以发送：\n积分 — 查询积分\n签到 — 如何签到\n优惠券 — 我的优惠券\n领券 — 免费领取优惠券\n"
         "会员码 — 打开会员卡\n帮助 — 显示本说明",
         en="You can send:\npoints — your balance\ncheck in — how to check in\n"
-        "coupons — your coupons\nmember code — your member card\nhelp — this list",
+        "coupons — your coupons\nclaim — free coupons to claim\nmember code — your member card\nhelp — this list",
     )
 
 
 @dataclass(frozen=True)
 class Command:
     name: str  # also the menu button key (CLICK EventKey / Alipay ActionParam)
-    run: Callable[[Context], str]
+    run: Callable[..., str]  # run(ctx), or run(ctx, arg) for a command typed with an argument
     keywords: tuple[str, ...]  # what a shopper may type; compared after ``normalise`` (case, width, "!")
     # A command that writes (redeems, claims …) runs in the transaction that logs its
     # message, so that a retried message cannot run it twice; one that only reads is
     # answered without one (bots.dialogue.dialogue_quick_answer).
     writes: bool = False
+    # Typed with an argument ("领券 2"): matched after ``normalise``, group 1 is run's ``arg``.
+    pattern: re.Pattern | None = None
 
 
 COMMANDS: dict[str, Command] = {
@@ -224,6 +165,10 @@ COMMANDS: dict[str, Command] = {
         ),
         Command("checkin", checkin_howto, ("check in", "checkin", "check-in", "签到", "打卡")),
         Command("coupons", coupons, ("coupons", "coupon", "my coupons", "优惠券", "我的优惠券", "券")),
+        Command(
+            "claim", claim, ("claim", "claim coupon", "free coupons", "领券", "领取", "领优惠券", "领取优惠券"),
+            writes=True, pattern=coupon_replies.CLAIM_PATTERN,
+        ),
         Command(
             "member_code", member_code,
             ("member code", "member card", "membership card", "code", "card", "会员码", "会员卡"),
@@ -246,7 +191,11 @@ _BY_KEYWORD = {normalise(keyword): command for command in COMMANDS.values() for 
 
 
 def command_for_text(text: str) -> Command | None:
-    return _BY_KEYWORD.get(normalise(text))
+    typed = normalise(text)
+    command = _BY_KEYWORD.get(typed)
+    if command is None:
+        command = next((c for c in COMMANDS.values() if c.pattern is not None and c.pattern.fullmatch(typed)), None)
+    return command
 
 
 def command_for_key(key: str) -> Command | None:
@@ -256,7 +205,10 @@ def command_for_key(key: str) -> Command | None:
 
 def reply_to_text(ctx: Context, text: str) -> str:
     command = command_for_text(text)
-    return command.run(ctx) if command else not_understood(ctx)
+    if command is None:
+        return not_understood(ctx)
+    match = command.pattern.fullmatch(normalise(text)) if command.pattern is not None else None
+    return command.run(ctx, match.group(1)) if match else command.run(ctx)
 
 
 def reply_to_key(ctx: Context, key: str) -> str:

@@ -22,6 +22,7 @@ MENU = {
             "sub_button": [
                 {"type": "click", "name": "会员码", "key": "member_code"},
                 {"type": "click", "name": "优惠券", "key": "coupons"},
+                {"type": "click", "name": "领券", "key": "claim"},
                 {"type": "click", "name": "帮助", "key": "help"},
             ],
         },

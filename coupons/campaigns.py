@@ -18,6 +18,17 @@ The holdout is drawn once per member and campaign from a hash of both, so a memb
 moves between groups; it gets a target row (it is in the audience, and in the cooldown)
 and nothing else.
 
+A campaign with ``max_targets`` never has more targets than that, holdout included, over
+all its runs: each batch is written under the campaign's row lock (FOR NO KEY UPDATE),
+after counting the targets written since the batch before, so concurrent runs take turns
+batch by batch and the cap is exact on PostgreSQL (SQLite serialises writers anyway). A
+cap set or lowered in the admin binds a capped run from its next batch, an uncapped one
+from the next run.
+
+A merchant's campaign (``merchant`` set) may narrow its audience to the merchant's own
+customers (a purchase or payment at any of its stores) or to members who never bought
+there, and only ever issues the merchant's own, merchant-funded coupon.
+
 Results (``campaign_results``) compare the groups over the ``window_days`` after each
 member was targeted: who came back (a check-in, purchase or payment) and what they spent.
 The difference is the campaign's *incremental* effect, with a 95 % confidence interval
@@ -31,7 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import BigIntegerField, Case, Count, Exists, FloatField, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models import BigIntegerField, Case, Count, Exists, FloatField, Max, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
@@ -59,6 +70,12 @@ class CampaignNotActive(Conflict):
     """This campaign is not running now: it is not active, or outside its start and end."""
 
     code = "campaign_not_active"
+
+
+class CampaignTemplateNotMerchants(Conflict):
+    """A merchant's campaign issues only that merchant's own, merchant-funded coupon."""
+
+    code = "campaign_template_not_merchants"
 
 
 @dataclass(frozen=True)
@@ -101,10 +118,16 @@ def campaign_audience(*, campaign: Campaign, at: datetime):
         members = members.filter(last_visit_plaza_id=campaign.plaza_id)
     if campaign.tier_id is not None:
         members = members.filter(tier_id=campaign.tier_id)
+    if campaign.merchant_scope:
+        bought = Visit.objects.filter(member=OuterRef("pk"), kind__in=PURCHASE_KINDS, store__merchant_id=campaign.merchant_id)
+        if campaign.merchant_scope == Campaign.MerchantScope.CUSTOMERS:
+            members = members.filter(Exists(bought))
+        else:
+            members = members.exclude(Exists(bought))
     cooled_since = at - timedelta(days=campaign.cooldown_days)
-    targeted = CampaignTarget.objects.filter(member=OuterRef("pk")).filter(
-        Q(campaign=campaign) | Q(targeted_at__gt=cooled_since)
-    )
+    # An unsaved campaign (a merchant's request being counted) has no targets of its own yet.
+    reached = Q(targeted_at__gt=cooled_since) | (Q(campaign=campaign) if campaign.pk else Q(pk__in=[]))
+    targeted = CampaignTarget.objects.filter(member=OuterRef("pk")).filter(reached)
     return members.exclude(Exists(targeted))
 
 
@@ -126,11 +149,16 @@ def campaign_run(*, campaign: Campaign, at: datetime | None = None, batch_size: 
     concurrently too: see the module's docstring."""
     now = at or timezone.now()
     campaign.refresh_from_db()
-    if campaign.status != Campaign.Status.ACTIVE or now < campaign.starts_at or (
-        campaign.ends_at is not None and now >= campaign.ends_at
+    campaign_running_check(campaign=campaign, at=now)
+    template = campaign.template
+    if campaign.merchant_id is not None and (
+        template.merchant_id != campaign.merchant_id or template.funded_by != CouponTemplate.FundedBy.MERCHANT
     ):
-        raise CampaignNotActive(extra={"status": campaign.status})
-    targeted, holdout = _target(campaign, now, batch_size)
+        raise CampaignTemplateNotMerchants(extra={"campaign_id": campaign.pk})
+    if campaign.max_targets is None:
+        targeted, holdout = _target(campaign, now, batch_size)
+    else:
+        targeted, holdout = _target_capped(campaign, now, batch_size)
     if campaign.template.status == CouponTemplate.Status.ACTIVE:
         issued, refused = _deliver(campaign, now, batch_size)
     else:
@@ -143,6 +171,14 @@ def campaign_run(*, campaign: Campaign, at: datetime | None = None, batch_size: 
     return summary
 
 
+def campaign_running_check(*, campaign: Campaign, at: datetime) -> None:
+    """CampaignNotActive unless the campaign is active and ``at`` is within its start and end."""
+    if campaign.status != Campaign.Status.ACTIVE or at < campaign.starts_at or (
+        campaign.ends_at is not None and at >= campaign.ends_at
+    ):
+        raise CampaignNotActive(extra={"status": campaign.status})
+
+
 def _target(campaign: Campaign, now: datetime, batch_size: int) -> tuple[int, int]:
     audience = campaign_audience(campaign=campaign, at=now).order_by("pk").values_list("pk", flat=True)
     targeted = holdout = 0
@@ -151,20 +187,50 @@ def _target(campaign: Campaign, now: datetime, batch_size: int) -> tuple[int, in
         member_ids = list(audience.filter(pk__gt=last_id)[:batch_size])
         if not member_ids:
             return targeted, holdout
-        rows = [
-            CampaignTarget(
-                campaign=campaign, member_id=member_id, targeted_at=now,
-                group=CampaignTarget.Group.HOLDOUT
-                if holdout_drawn(campaign_id=campaign.pk, holdout_pct=campaign.holdout_pct, member_id=member_id)
-                else CampaignTarget.Group.TREATED,
-            )
-            for member_id in member_ids
-        ]
+        rows = _target_rows(campaign, member_ids, now)
         # A concurrent run may have written some: theirs stand (the same draw).
         CampaignTarget.objects.bulk_create(rows, ignore_conflicts=True)
         targeted += len(rows)
         holdout += sum(row.group == CampaignTarget.Group.HOLDOUT for row in rows)
         last_id = member_ids[-1]
+
+
+def _target_capped(campaign: Campaign, now: datetime, batch_size: int) -> tuple[int, int]:
+    """As _target, never past max_targets in all: see the module's docstring.
+
+    Under the lock, the targets of this campaign are written one batch at a time and
+    committed before the next batch's count, so ids only grow: counting those above the
+    last id seen keeps the tally exact without recounting the whole campaign each batch.
+    """
+    audience = campaign_audience(campaign=campaign, at=now).order_by("pk").values_list("pk", flat=True)
+    targeted = holdout = 0
+    last_id = tally = seen_target_id = 0
+    while True:
+        with transaction.atomic():
+            cap = Campaign.objects.select_for_update(no_key=True).values_list("max_targets", flat=True).get(pk=campaign.pk)
+            since = CampaignTarget.objects.filter(campaign=campaign, pk__gt=seen_target_id).aggregate(n=Count("pk"), top=Max("pk"))
+            tally, seen_target_id = tally + since["n"], since["top"] or seen_target_id
+            room = batch_size if cap is None else min(batch_size, cap - tally)
+            member_ids = list(audience.filter(pk__gt=last_id)[:room]) if room > 0 else []
+            if not member_ids:
+                return targeted, holdout
+            rows = _target_rows(campaign, member_ids, now)
+            CampaignTarget.objects.bulk_create(rows, ignore_conflicts=True)
+        targeted += len(rows)
+        holdout += sum(row.group == CampaignTarget.Group.HOLDOUT for row in rows)
+        last_id = member_ids[-1]
+
+
+def _target_rows(campaign: Campaign, member_ids: list[int], now: datetime) -> list[CampaignTarget]:
+    return [
+        CampaignTarget(
+            campaign=campaign, member_id=member_id, targeted_at=now,
+            group=CampaignTarget.Group.HOLDOUT
+            if holdout_drawn(campaign_id=campaign.pk, holdout_pct=campaign.holdout_pct, member_id=member_id)
+            else CampaignTarget.Group.TREATED,
+        )
+        for member_id in member_ids
+    ]
 
 
 def _deliver(campaign: Campaign, now: datetime, batch_size: int) -> tuple[int, int]:
@@ -219,6 +285,8 @@ def campaigns_run_due(*, at: datetime | None = None) -> dict[int, RunSummary]:
             summaries[campaign.pk] = campaign_run(campaign=campaign, at=now)
         except CampaignNotActive:
             continue  # paused or ended by staff since the query
+        except CampaignTemplateNotMerchants:
+            logger.error("campaign %s: a merchant's campaign with a coupon not its own; not run", campaign.pk)
     return summaries
 
 

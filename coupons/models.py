@@ -186,7 +186,9 @@ class CouponRedemption(models.Model):
     """A coupon used at a till, keyed by the merchant's Idempotency-Key: a replay of the
     same request finds this row and answers with it."""
 
-    coupon = models.OneToOneField(Coupon, on_delete=models.PROTECT, related_name="redemption")
+    # One redemption in force per coupon; a full refund reverses it (reversed_at) and gives
+    # the coupon back, to be redeemed again later.
+    coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, related_name="redemptions")
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
     store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="+")
     idempotency_key = models.CharField(max_length=200)
@@ -207,6 +209,9 @@ class CouponRedemption(models.Model):
         verbose_name_plural = gettext_lazy("coupon redemptions")
         constraints = [
             models.UniqueConstraint(fields=["merchant", "idempotency_key"], name="coupon_redemption_key_unique_per_merchant"),
+            models.UniqueConstraint(
+                fields=["coupon"], condition=Q(reversed_at__isnull=True), name="coupon_redeemed_once_unless_reversed"
+            ),
             models.CheckConstraint(
                 condition=Q(amount_fen__gt=0) & Q(discount_fen__gte=0) & Q(discount_fen__lte=F("amount_fen")),
                 name="coupon_redemption_discount_within_amount",

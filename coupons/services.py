@@ -56,6 +56,12 @@ class CouponVoid(Conflict):
     code = "coupon_void"
 
 
+class CouponHeld(Conflict):
+    """This coupon is being used by another order awaiting payment."""
+
+    code = "coupon_held"
+
+
 class CouponNotValidYet(Conflict):
     """This coupon is not valid yet."""
 
@@ -155,6 +161,8 @@ def coupon_usable_check(*, coupon: Coupon, at: datetime) -> None:
     """Refuse a coupon that cannot be used at ``at`` (status and validity)."""
     if coupon.status == Coupon.Status.REDEEMED:
         raise CouponUsed()
+    if coupon.status == Coupon.Status.HELD:
+        raise CouponHeld()
     if coupon.status == Coupon.Status.VOID:
         raise CouponVoid()
     if coupon.status == Coupon.Status.EXPIRED or at >= coupon.valid_until:
@@ -312,7 +320,8 @@ def _redeem(coupon, merchant, store, amount_fen, idempotency_key, request_hash, 
     discount_fen = coupon_discount_fen(template=template, amount_fen=amount_fen)
     redemption = CouponRedemption.objects.create(
         coupon=coupon, merchant=merchant, store=store, idempotency_key=idempotency_key, request_hash=request_hash,
-        amount_fen=amount_fen, discount_fen=discount_fen, order_ref=order_ref, authorised_by=authorised_by, created_at=now,
+        amount_fen=amount_fen, discount_fen=discount_fen, funded_by=template.funded_by, order_ref=order_ref,
+        authorised_by=authorised_by, created_at=now,
     )
     CouponEvent.objects.create(
         coupon=coupon, kind=CouponEvent.Kind.REDEEMED, created_at=now,
@@ -335,6 +344,8 @@ def coupon_void(*, coupon: Coupon, reason: str, operator=None, at: datetime | No
             coupon.refresh_from_db(fields=["status"])
             if coupon.status == Coupon.Status.REDEEMED:
                 raise CouponUsed()
+            if coupon.status == Coupon.Status.HELD:
+                raise CouponHeld()
             if coupon.status == Coupon.Status.EXPIRED:
                 raise CouponExpired()
             raise CouponVoid()

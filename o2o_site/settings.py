@@ -255,6 +255,14 @@ LAPSED_AFTER_DAYS = env_int("LAPSED_AFTER_DAYS", 120)
 SEGMENT_LOYAL_MONTHS = env_int("SEGMENT_LOYAL_MONTHS", 3)
 SEGMENT_OCCASIONAL_MIN_VISITS = env_int("SEGMENT_OCCASIONAL_MIN_VISITS", 2)
 SEGMENT_HIGH_VALUE_SHARE_PCT = env_int("SEGMENT_HIGH_VALUE_SHARE_PCT", 20)
+# Merchants' campaigns (coupons/merchant_campaigns.py): an audience below the minimum is
+# refused and every figure a merchant sees is of at least that many members; at most
+# this many members a campaign, this many pending or active at once, and this many
+# requests a day (each one counts an audience).
+MERCHANT_CAMPAIGN_MIN_AUDIENCE = env_int("MERCHANT_CAMPAIGN_MIN_AUDIENCE", 50)
+MERCHANT_CAMPAIGN_MAX_TARGETS = env_int("MERCHANT_CAMPAIGN_MAX_TARGETS", 10_000)
+MERCHANT_CAMPAIGN_OPEN_MAX = env_int("MERCHANT_CAMPAIGN_OPEN_MAX", 3)
+MERCHANT_CAMPAIGN_REQUESTS_PER_DAY = env_int("MERCHANT_CAMPAIGN_REQUESTS_PER_DAY", 10)
 # Check-in proofs (members/checkin.py): the plaza screen shows a new code this often,
 # each valid this long; printed links last this many days unless staff choose; a WeChat
 # LOCATION report counts this long for a scan; a screen code opened in time stays good

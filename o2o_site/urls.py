@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from core import ops
 from core.api import api_not_found
 from coupons import api as coupons_api
+from coupons import api_merchant as campaigns_api
 from members.api import merchant as members_api
 from payments.api import orders as orders_api
 from payments.api import sales as payments_api
@@ -23,6 +24,9 @@ merchant_api = [
     path("api/v1/reports/daily/", payments_api.DailyReportApi.as_view(), name="api-reports-daily"),
     path("api/v1/settlements/", payments_api.SettlementApi.as_view(), name="api-settlements"),
     path("api/v1/coupon-redemptions/", coupons_api.CouponRedemptionCreateApi.as_view(), name="api-coupon-redemptions"),
+    path("api/v1/campaigns/", campaigns_api.CampaignListApi.as_view(), name="api-campaigns"),
+    path("api/v1/campaigns/<int:campaign_id>/", campaigns_api.CampaignDetailApi.as_view(), name="api-campaign"),
+    path("api/v1/campaigns/<int:campaign_id>/cancel/", campaigns_api.CampaignCancelApi.as_view(), name="api-campaign-cancel"),
 ]
 
 urlpatterns = [
@@ -32,7 +36,6 @@ urlpatterns = [
     path("metrics", ops.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     *merchant_api,
-    path("api/v1/campaigns/", include("coupons.urls_merchant")),
     path("api/mp/v1/orders/", include("payments.urls_mp")),
     path("api/mp/v1/coupons/", include("coupons.urls_mp")),
     path("api/mp/v1/", include("members.urls_mp")),

@@ -209,7 +209,7 @@ class OrderAdmin(ReadOnlyMixin, LargeTableAdmin):
     fieldsets = [
         (None, {"fields": ["out_trade_no", "status", "merchant", "store", "store_qr", "member", "description", "order_ref"]}),
         (gettext_lazy("Amounts"), {"fields": [
-            "amount_yuan", "points_used", "points_yuan", "coupon_code", "coupon_discount_yuan", "payable_yuan",
+            "amount_yuan", "points_used", "points_yuan", "coupon_code", "coupon", "coupon_discount_yuan", "payable_yuan",
             "refunded_yuan", "refundable_yuan",
         ]}),
         (gettext_lazy("Platform"), {"fields": [

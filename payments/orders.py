@@ -3,7 +3,8 @@
 The state machine is in ``payments.models.orders``; every step here is a conditional
 UPDATE from the state it leaves, in the same transaction as its ledger moves and its
 ``OrderEvent``. Points an order uses are held by the ledger when it is created,
-captured for the shop's merchant when it is paid and released when it is closed.
+captured for the shop's merchant when it is paid and released when it is closed; so
+is a coupon it uses (``coupons.holds``).
 """
 
 import logging
@@ -22,6 +23,7 @@ from django_q.tasks import async_task
 from core.errors import ApplicationError, Conflict, NotFound, PlatformError
 from core.platforms import PlatformRejected
 from core.money import fen_to_yuan
+from coupons import holds
 from members import ledger, pushes
 from members.identity import member_active, member_for_identity
 from members.models import Identity, Lot, Member, Store, Visit
@@ -52,13 +54,6 @@ class PayerUnknown(ApplicationError):
     """The platform needs to know who pays (an openid, an Alipay buyer id) and we do not."""
 
     code = "payer_unknown"
-
-
-class CouponNotFound(ApplicationError):
-    """No such coupon for this member and shop."""
-
-    code = "coupon_not_found"
-    status = 404
 
 
 class StoreNotFound(NotFound):
@@ -164,27 +159,21 @@ def order_create(
     require_payer: bool = False,
     at: datetime | None = None,
 ) -> Order:
-    """A new order at ``store``, its points held, its platform trade opened.
+    """A new order at ``store``, its coupon and points held, its platform trade opened.
 
-    ``member`` pays ``points_to_use`` of it with points (the shopper's own session
-    authorises it); an order without a member is a merchant's QR, whose payer is known
-    when paid. ``site_url`` (scheme and host) makes the notification URL and the
-    absolute form of ``return_path`` (where a web page comes back after paying; it may
-    name ``{out_trade_no}``). Paid entirely with points, it completes here without a gateway. If the
-    platform refuses to open the trade, the order is closed (points given back) and the
-    PlatformError raised.
+    ``member``'s coupon ``coupon_code`` takes its discount off first, then up to the rest
+    is paid with ``points_to_use`` (the shopper's own session authorises both); an order
+    without a member is a merchant's QR, whose payer is known when paid. ``site_url``
+    (scheme and host) makes the notification URL and the absolute form of ``return_path``
+    (where a web page comes back after paying; it may name ``{out_trade_no}``). Paid in
+    full by points and coupon, it completes here. If the platform refuses to open the
+    trade, the order is closed (coupon and points given back) and the PlatformError raised.
     """
     ledger._check_amount_fen(amount_fen)
     if points_to_use:
         ledger._check_points(points_to_use)
-    if member is None and points_to_use:
-        raise ApplicationError("points need a signed-in shopper", code="shopper_required")
-    if coupon_code:
-        # Coupons arrive with their own issue; until then no code is valid.
-        raise CouponNotFound(extra={"coupon_code": coupon_code})
-    points_fen = points_to_use * settings.POINT_VALUE_FEN
-    if points_fen > amount_fen:
-        raise PointsOverAmount(extra={"max_points": amount_fen // settings.POINT_VALUE_FEN})
+    if member is None and (points_to_use or coupon_code):
+        raise ApplicationError("points and coupons need a signed-in shopper", code="shopper_required")
     merchant = store.merchant
     if not (merchant.is_active and store.is_active and store.plaza.is_active):
         raise ledger.MerchantNotActive(extra={"store_code": store.code})
@@ -194,19 +183,26 @@ def order_create(
         raise TooManyOpenOrders(extra={"max_open_orders": settings.ORDER_OPEN_MAX})
     if amount_fen > ledger._merchant_max_sale_fen(merchant):
         raise ledger.SaleAmountOverLimit(extra={"max_sale_fen": ledger._merchant_max_sale_fen(merchant)})
-    payable_fen = amount_fen - points_fen
-    if payable_fen:
-        gateway_name = gateways.gateway_choose(channel=channel, client=client)
-    else:
-        channel = gateway_name = Order.Gateway.POINTS
-    if require_payer and payable_fen and not payer_id:
-        raise PayerUnknown(extra={"channel": channel})
     now = at or timezone.now()
-    partner = (channel == Order.Channel.WECHAT and merchant.wechat_sub_mch_id) or (
-        channel == Order.Channel.ALIPAY and merchant.alipay_app_auth_token
-    )
     out_trade_no = new_out_trade_no(now)
     with transaction.atomic():
+        coupon, discount_fen = None, 0
+        if coupon_code:
+            coupon, discount_fen = holds.coupon_hold(member=member, code=coupon_code, store=store, amount_fen=amount_fen,
+                                                     points_to_use=points_to_use, order_no=out_trade_no, at=now)
+        points_fen = points_to_use * settings.POINT_VALUE_FEN
+        if points_fen > amount_fen - discount_fen:
+            raise PointsOverAmount(extra={"max_points": (amount_fen - discount_fen) // settings.POINT_VALUE_FEN})
+        payable_fen = amount_fen - discount_fen - points_fen
+        if payable_fen:
+            gateway_name = gateways.gateway_choose(channel=channel, client=client)
+        else:
+            channel = gateway_name = Order.Gateway.POINTS
+        if require_payer and payable_fen and not payer_id:
+            raise PayerUnknown(extra={"channel": channel})
+        partner = (channel == Order.Channel.WECHAT and merchant.wechat_sub_mch_id) or (
+            channel == Order.Channel.ALIPAY and merchant.alipay_app_auth_token
+        )
         hold = None
         if points_to_use:
             hold = ledger.points_hold(
@@ -216,7 +212,8 @@ def order_create(
         order = Order.objects.create(
             out_trade_no=out_trade_no, merchant=merchant, store=store, member=member, channel=channel,
             gateway=gateway_name, client=client, amount_fen=amount_fen, points_used=points_to_use, points_fen=points_fen,
-            payable_fen=payable_fen, collector=Order.Collector.PARTNER if partner else Order.Collector.MALL,
+            coupon=coupon, coupon_code=coupon.code if coupon else "", coupon_discount_fen=discount_fen, payable_fen=payable_fen,
+            collector=Order.Collector.PARTNER if partner else Order.Collector.MALL,
             sub_merchant_id=merchant.wechat_sub_mch_id if channel == Order.Channel.WECHAT else "",
             description=f"{store.name}"[:127], order_ref=order_ref, payer_id=payer_id, points_hold=hold,
             expires_at=now + timedelta(minutes=settings.ORDER_PAY_MINUTES), created_at=now,
@@ -269,7 +266,7 @@ JOIN_CHANNELS = {
 
 
 def _paid(order: Order, *, payment: Payment | None, now: datetime) -> None:
-    """created → paid, and what it means: held points captured, points earned, a visit, one push."""
+    """created → paid, and what it means: held coupon and points captured, points earned, a visit, one push."""
     fields = {"paid_at": (payment.paid_at if payment and payment.paid_at else now)}
     if payment is not None:
         fields.update(transaction_id=payment.transaction_id, payer_id=payment.payer_id or order.payer_id)
@@ -279,6 +276,8 @@ def _paid(order: Order, *, payment: Payment | None, now: datetime) -> None:
     fields["pay_params"] = {}  # nothing left to pay with
     if not _transition(order, Order.Status.PAID, from_status=Order.Status.CREATED, now=now, kind="paid", **fields):
         raise OrderNotPayable(extra={"status": Order.objects.get(pk=order.pk).status})
+    if order.coupon_id:
+        holds.coupon_hold_capture(order=order, at=now)
     if order.points_hold_id:
         ledger.points_hold_capture(hold=order.points_hold, idempotency_key=f"order:{order.out_trade_no}:capture", at=now)
     if member is None:
@@ -311,12 +310,14 @@ def _push_paid(order: Order, *, member: Member, earned: int) -> None:
     values = {
         "store": order.store.name, "amount": fen_to_yuan(order.amount_fen), "paid": fen_to_yuan(order.payable_fen),
         "points": earned, "used": order.points_used, "balance": balance, "pending": pending,
-        "days": settings.MALL_POINTS_HOLD_DAYS,
+        "days": settings.MALL_POINTS_HOLD_DAYS, "coupon": fen_to_yuan(order.coupon_discount_fen),
     }
     with override(settings.LANGUAGE_CODE):
         title = _("支付成功，获得 %(points)s 积分") % values if earned else _("支付成功")
         body = _("在%(store)s支付 ¥%(amount)s") % values
-        if order.points_used:
+        if order.coupon_discount_fen:
+            body += _("（优惠券减 ¥%(coupon)s，积分抵扣 %(used)s，实付 ¥%(paid)s）") % values
+        elif order.points_used:
             body += _("（积分抵扣 %(used)s，实付 ¥%(paid)s）") % values
         body += _("，获得 %(points)s 积分，当前积分 %(balance)s。") % values
         if pending:
@@ -404,6 +405,9 @@ def _close(order: Order, *, now: datetime, kind: str, operator=None) -> bool:
         if not _transition(order, Order.Status.CLOSED, from_status=Order.Status.CREATED, now=now, kind=kind,
                            operator=operator, closed_at=now, pay_params={}):
             return False
+        if order.coupon_id:
+            holds.coupon_hold_release(order=order, at=now)
+            Order.objects.filter(pk=order.pk).update(coupon=None)  # free to serve another order; coupon_code stays
         if order.points_hold_id:
             ledger.points_hold_release(hold=order.points_hold, idempotency_key=f"order:{order.out_trade_no}:release", at=now)
     return True

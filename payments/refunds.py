@@ -5,6 +5,10 @@ to the platform, and settled when the platform says how it went: on success the 
 the order earned are taken back in proportion to the cash refunded and the points it
 used are given back (``members.ledger``); on failure the reservation is undone. A
 refund the platform has not answered stays pending; the schedule asks again.
+
+Amounts are of the order's amount (its sale before any coupon): what goes back is the
+cash and points the shopper paid, in proportion, never a coupon's discount. An order
+refunded in full gives its coupon back (``coupons.holds``); a partial refund keeps it used.
 """
 
 import logging
@@ -17,6 +21,7 @@ from django.utils import timezone
 from core.errors import ApplicationError, Conflict, PlatformError
 from core.links import public_base
 from core.platforms import PlatformRejected
+from coupons import holds
 from members import ledger
 from payments import gateways
 from payments.orders import notify_url
@@ -198,6 +203,10 @@ def refund_settle(
                 moved = Order.objects.filter(pk=order.pk, status=order.status).update(status=target)
                 if moved:
                     OrderEvent.objects.create(order=order, kind="status", from_status=order.status, to_status=target, created_at=now)
+                if moved and target == Order.Status.REFUNDED and order.coupon_id:
+                    # Refunded in full: the coupon goes back to the shopper, its discount out of settlement.
+                    holds.coupon_order_refunded(order=order, at=now)
+                    Order.objects.filter(pk=order.pk).update(coupon=None)  # free to serve another order; coupon_code stays
         refund.refresh_from_db()
         return refund
 

@@ -1,5 +1,5 @@
-"""A merchant's numbers: daily sales and visits, and the monthly settlement (points, and
-the payments the mall collected for it).
+"""A merchant's numbers: daily sales and visits, and the monthly settlement (points, the
+payments the mall collected for it, and the coupon discounts the mall funded).
 
 Aggregates in the database (one grouped query per source), never loops over rows.
 Days are the mall's local days (settings.TIME_ZONE).
@@ -16,6 +16,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from core.errors import ApplicationError
+from coupons.models import CouponRedemption, CouponTemplate
 from members import ledger
 from members.models import Account, Entry, Merchant
 from payments.models import Order, OrderRefund, Purchase, PurchaseRefund
@@ -119,8 +120,14 @@ def period_parse(period: str) -> tuple[date, date]:
 
 @dataclass(frozen=True)
 class MonthlyStatement:
-    """The points settlement, and the payments the mall's own account collected for the
-    merchant (orders outside partner mode), which the mall owes it."""
+    """The points settlement, the payments the mall's own account collected for the
+    merchant (orders outside partner mode), which the mall owes it, and the discounts of
+    the mall's coupons it took (at its tills and on its orders), which the mall owes it too.
+
+    Coupon discounts count in the month of their redemption; a sale refunded in full
+    takes its discount back in the month of the refund (as refunded payments do), so a
+    month's statement does not change once the month is over.
+    """
 
     merchant_id: int
     start: datetime
@@ -133,7 +140,9 @@ class MonthlyStatement:
     collected_fen: int  # paid to the mall's account for this merchant's orders
     refunded_fen: int  # of those, given back by refunds that succeeded in the period
     payments_due_fen: int  # collected − refunded: what the mall owes for payments
-    total_due_fen: int  # net_fen + payments_due_fen: positive, the mall pays the merchant
+    coupons_mall_funded_fen: int  # the mall's coupons' discounts on the merchant's sales, less those reversed
+    coupons_merchant_funded_fen: int  # the merchant's own coupons' discounts, likewise (for information)
+    total_due_fen: int  # net_fen + payments_due_fen + coupons_mall_funded_fen: positive, the mall pays the merchant
 
 
 def merchant_monthly_settlement(*, merchant: Merchant, period: str) -> MonthlyStatement:
@@ -146,7 +155,24 @@ def merchant_monthly_settlement(*, merchant: Merchant, period: str) -> MonthlySt
         order__in=mall_orders, kind=OrderRefund.Kind.REQUESTED, status=OrderRefund.Status.SUCCEEDED,
         finished_at__gte=start, finished_at__lt=end,
     ).aggregate(s=Sum("cash_fen"))["s"] or 0
+    coupons = _coupon_discounts(merchant, start, end)
+    mall_funded = coupons.get(CouponTemplate.FundedBy.MALL, 0)
     return MonthlyStatement(
         **points.__dict__, collected_fen=collected, refunded_fen=refunded, payments_due_fen=collected - refunded,
-        total_due_fen=points.net_fen + collected - refunded,
+        coupons_mall_funded_fen=mall_funded, coupons_merchant_funded_fen=coupons.get(CouponTemplate.FundedBy.MERCHANT, 0),
+        total_due_fen=points.net_fen + collected - refunded + mall_funded,
     )
+
+
+def _coupon_discounts(merchant: Merchant, start: datetime, end: datetime) -> dict[str, int]:
+    """{funded_by: discounts of redemptions made in [start, end) − those reversed in it}."""
+    redemptions = CouponRedemption.objects.filter(merchant=merchant)
+    totals: dict[str, int] = {}
+    for sign, moment in ((1, "created_at"), (-1, "reversed_at")):
+        rows = (
+            redemptions.filter(**{f"{moment}__gte": start, f"{moment}__lt": end})
+            .values_list("funded_by").annotate(s=Sum("discount_fen"))
+        )
+        for funded_by, total in rows:
+            totals[funded_by] = totals.get(funded_by, 0) + sign * (total or 0)
+    return totals

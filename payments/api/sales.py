@@ -405,11 +405,23 @@ class SettlementApi(MerchantApiView):
                                                  "account collected this month (not those collected in partner mode).")
         refunded_fen = serializers.IntegerField(help_text="Of those, what refunds that succeeded this month gave back.")
         payments_due_fen = serializers.IntegerField(help_text="collected − refunded: what the mall owes for payments.")
-        total_due_fen = serializers.IntegerField(help_text="net_fen + payments_due_fen: positive, the mall pays the merchant.")
+        coupons_mall_funded_fen = serializers.IntegerField(
+            help_text="Discounts of the mall's coupons this merchant took this month (at its tills and on orders paid by "
+            "scanning its QR), less those of sales refunded in full this month: the mall owes the merchant this."
+        )
+        coupons_merchant_funded_fen = serializers.IntegerField(
+            help_text="The same for the merchant's own coupons, which it funds: for information, not in total_due_fen."
+        )
+        total_due_fen = serializers.IntegerField(
+            help_text="net_fen + payments_due_fen + coupons_mall_funded_fen: positive, the mall pays the merchant."
+        )
 
     @extend_schema(
         operation_id="settlements_retrieve",
-        summary="The settlement statement for a month: points, and payments the mall collected for the merchant",
+        summary="The settlement statement for a month: points, payments the mall collected, coupons the mall funded",
+        description="Points at their value (net_fen), the payments the mall's own account collected for the merchant's "
+        "orders (payments_due_fen) and the discounts of the mall's coupons the merchant took (coupons_mall_funded_fen); "
+        "total_due_fen is their sum. Refunds and full-refund coupon reversals count in the month they happen.",
         parameters=[OpenApiParameter("period", str, OpenApiParameter.QUERY, required=True, description="YYYY-MM")],
         responses={200: OutputSerializer, **merchant_error_responses(**{"400": "invalid_period: not YYYY-MM"})},
         tags=["reports"],

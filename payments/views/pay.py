@@ -1,7 +1,8 @@
 """H5 pages: a shop's payment page (/m/pay/<store_code>/, its static QR) and the
-shopper's order page. The shopper enters the amount, may pay part with points, and
-pays with WeChat Pay (inside WeChat), Alipay (elsewhere) or, in the demo, the sandbox
-cashier; the order page follows the order until the notification has booked it."""
+shopper's order page. The shopper enters the amount, may use one of their coupons
+accepted at the shop and pay part with points, and pays with WeChat Pay (inside WeChat),
+Alipay (elsewhere) or, in the demo, the sandbox cashier; the order page follows the
+order until the notification has booked it."""
 
 import logging
 import re
@@ -16,6 +17,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 from core.errors import ApplicationError
 from core.links import public_base
 from core.money import fen_to_yuan, yuan_to_fen
+from coupons import holds
+from coupons.models import Coupon, CouponTemplate
+from coupons.services import coupon_discount_fen
 from members import ledger
 from members.models import Identity
 from members.views import _not_found, member_required
@@ -55,6 +59,26 @@ def _amount_fen(raw: str) -> int | None:
     return yuan_to_fen(raw)
 
 
+def _coupon_choice(coupon: Coupon) -> dict:
+    """A coupon as the pay page offers it, with what its script needs to show the discount."""
+    template = coupon.template
+    values = {"face": fen_to_yuan(template.face_value_fen), "min": fen_to_yuan(template.min_spend_fen),
+              "percent": f"{template.percent_off_bp / 100:g}", "cap": fen_to_yuan(template.max_discount_fen or 0)}
+    if template.kind == CouponTemplate.Kind.CASH_OFF:
+        summary = _("¥%(face)s off ¥%(min)s or more") % values
+    elif template.kind == CouponTemplate.Kind.PERCENT_OFF:
+        summary = (_("%(percent)s%% off, at most ¥%(cap)s") if template.max_discount_fen else _("%(percent)s%% off")) % values
+    else:
+        summary = _("¥%(face)s voucher") % values
+    if not template.combines_with_points:
+        summary += _(" (not with points)")
+    return {
+        "code": coupon.code, "name": template.name, "summary": summary, "valid_until": coupon.valid_until,
+        "kind": template.kind, "face_fen": template.face_value_fen, "min_fen": template.min_spend_fen,
+        "bp": template.percent_off_bp, "cap_fen": template.max_discount_fen or 0,
+    }
+
+
 @require_http_methods(["GET", "POST"])
 def pay_page(request, store_code):
     """A shop that does not exist is said so before anyone is asked to log in."""
@@ -72,21 +96,30 @@ def _pay(request, store):
     member = request.member
     client = _client(request)
     channels = _channels(client)
+    coupons = holds.coupons_for_store(member=member, store=store)
     context = {
         "store": store, "member": member, "channels": channels,
         "points_balance": ledger.member_points_spendable(member=member),
+        "coupons": [_coupon_choice(coupon) for coupon in coupons],
+        "coupon_texts": {"off": _("Coupon: −¥%(discount)s, left to pay ¥%(payable)s"),
+                         "below": _("Spend ¥%(min)s or more to use this coupon.")},
         "amount": request.POST.get("amount", ""), "points": request.POST.get("points", ""),
+        "coupon": request.POST.get("coupon", ""), "point_value_fen": settings.POINT_VALUE_FEN,
     }
     if request.method == "GET":
         return render(request, "payments/pay.html", context)
     amount_fen = _amount_fen(request.POST.get("amount"))
     points = _whole_number(request.POST.get("points"))
     channel = request.POST.get("channel", "")
+    coupon_code = context["coupon"].strip()
+    chosen = next((coupon for coupon in coupons if coupon.code == coupon_code), None)
     if amount_fen is None or amount_fen <= 0:
         context["error"] = _("Enter the amount in yuan, e.g. 68 or 68.50.")
     elif points is None:
         context["error"] = _("Enter the points to use, a whole number.")
-    elif channel not in channels and amount_fen > points * settings.POINT_VALUE_FEN:
+    elif channel not in channels and amount_fen > points * settings.POINT_VALUE_FEN + (
+        coupon_discount_fen(template=chosen.template, amount_fen=amount_fen) if chosen else 0
+    ):
         context["error"] = _("Choose how to pay.")
     if "error" in context:
         return render(request, "payments/pay.html", context, status=400)
@@ -98,7 +131,8 @@ def _pay(request, store):
             return render(request, "payments/pay.html", context, status=400)
     try:
         order = orders.order_create(
-            store=store, member=member, amount_fen=amount_fen, points_to_use=points, channel=channel or "sandbox",
+            store=store, member=member, amount_fen=amount_fen, points_to_use=points, coupon_code=coupon_code,
+            channel=channel or "sandbox",
             client=Order.Client.CASHIER if channel == "sandbox" else client, site_url=public_base(request),
             payer_id=payer_id, client_ip=client_ip(request),
             return_path=reverse("pay:order", args=["OUT_TRADE_NO"]).replace("OUT_TRADE_NO", "{out_trade_no}"),
@@ -106,7 +140,10 @@ def _pay(request, store):
     except ledger.InsufficientPoints:
         context["error"] = _("You have %(balance)s points to spend.") % {"balance": context["points_balance"]}
     except orders.PointsOverAmount:
-        context["error"] = _("The points are worth more than the amount.")
+        if coupon_code:
+            context["error"] = _("The points are worth more than the amount less the coupon.")
+        else:
+            context["error"] = _("The points are worth more than the amount.")
     except ApplicationError as exc:
         logger.info("pay page: order refused: %s", exc.code)
         context["error"] = exc.message
@@ -131,6 +168,10 @@ def _order_view(order: Order) -> dict:
         "out_trade_no": order.out_trade_no, "status": order.status, "status_label": order.get_status_display(),
         "amount": fen_to_yuan(order.amount_fen), "paid": fen_to_yuan(order.payable_fen), "points_used": order.points_used,
         "points_earned": earned, "store": order.store.name,
+        "coupon_discount": fen_to_yuan(order.coupon_discount_fen) if order.coupon_discount_fen else "",
+        # By its code: the order lets go of its coupon when it closes or is refunded in full.
+        "coupon_name": Coupon.objects.filter(code=order.coupon_code).values_list("template__name", flat=True).first() or ""
+        if order.coupon_code else "",
     }
 
 

@@ -7,9 +7,11 @@ from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.utils import translation
 
+from coupons.models import Coupon, CouponRedemption
 from members import ledger, web_auth
 from payments.models import Order, PaymentNotification
 from tests.browser.conftest import PHONE, browser_test
+from tests.coupons.conftest import issue, make_template
 from tests.factories import assert_ledger_invariants, make_member, make_store
 
 pytestmark = [*browser_test, pytest.mark.django_db(transaction=True)]
@@ -110,6 +112,45 @@ def test_paying_68_yuan_with_500_points_through_the_sandbox_cashier_earns_63_poi
     assert paid.count() == 1
     assert "积分抵扣 500" in paid.inner_text() and "当前积分 563" in paid.inner_text()
     screenshot("inbox")
+    assert_ledger_invariants()
+
+
+def test_paying_120_yuan_with_a_20_yuan_coupon_and_500_points_pays_95_and_redeems_the_coupon(
+    page, live_server, store, shopper, screenshot
+):
+    coupon = issue(make_template(name="满100减20"), shopper)  # the mall's, accepted everywhere
+    log_in(page, live_server, shopper)
+    page.goto(f"/m/pay/{store.code}/")
+    assert page.get_by_text("满100减20").is_visible()
+    page.fill("#amount", "120")
+    page.fill("#points", "500")
+    page.check(f'input[name=coupon][value="{coupon.code}"]')
+    # The page shows the discount and what is left to pay before anything is sent.
+    assert page.locator("#coupon-discount").inner_text() == in_page_language(
+        page, "Coupon: −¥%(discount)s, left to pay ¥%(payable)s") % {"discount": "20.00", "payable": "95.00"}
+    assert_fits_the_phone(page)
+    screenshot("pay-coupon")
+
+    response = submit_pay_form(page, amount="120", points="500")
+
+    assert response.status == 302
+    order = Order.objects.get()
+    assert (order.coupon, order.coupon_discount_fen, order.points_used, order.payable_fen) == (coupon, 2_000, 500, 9_500)
+    page.wait_for_url(f"**/payments/sandbox/{order.out_trade_no}/**")
+    assert page.locator("#cashier-amount").inner_text() == "95.00"
+
+    page.click("#cashier-pay")
+
+    page.wait_for_url(f"**/m/pay/orders/{order.out_trade_no}/")
+    order.refresh_from_db()
+    assert order.status == "paid" and order.earn.points == 95
+    assert "满100减20" in page.locator("#order-coupon").inner_text()
+    assert "20.00" in page.locator("#order-coupon").inner_text()
+    assert page.locator("#order-paid").inner_text() == "¥95.00"
+    assert Coupon.objects.get(pk=coupon.pk).status == Coupon.Status.REDEEMED
+    assert CouponRedemption.objects.get().discount_fen == 2_000
+    assert_fits_the_phone(page)
+    screenshot("order-coupon")
     assert_ledger_invariants()
 
 

@@ -5,9 +5,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from coupons import services
 from coupons.models import Coupon, CouponEvent, CouponRedemption, CouponTemplate
 from members.models import Member, Store
-from tests.coupons.conftest import coupon_code, issue, make_template, window
+from tests.coupons.conftest import coupon_code, issue, make_template, shopper_client, window
 from tests.factories import make_member
 from tests.payments.conftest import NO_KEY, assert_error, build_shop, code_for
 
@@ -207,6 +208,29 @@ def test_the_idempotency_key_is_required(shop, template, member):
                              key=NO_KEY)
 
     assert_error(response, 400, "idempotency_key_required")
+
+
+def test_a_till_may_not_take_the_key_of_an_order_redemption(shop, template, member):
+    """Paid orders' redemptions are keyed order:<out_trade_no> under their merchant: a till
+    sending such a key first would block that order's capture."""
+    coupon = issue(template, member)
+
+    response = shop.api.post(PATH, {"coupon_code": coupon_code(coupon), "store_code": shop.store.code, "amount_fen": 12_000},
+                             key="order:P20261127ABCDEF")
+
+    assert_error(response, 400, "invalid_idempotency_key")
+    coupon.refresh_from_db()
+    assert coupon.status == Coupon.Status.ISSUED
+
+
+def test_a_coupon_held_by_an_unpaid_order_has_no_till_code_and_cannot_be_voided(member, template):
+    coupon = issue(template, member)
+    Coupon.objects.filter(pk=coupon.pk).update(status=Coupon.Status.HELD)
+    coupon.refresh_from_db()
+    with pytest.raises(services.CouponHeld):
+        services.coupon_void(coupon=coupon, reason="x")
+    response = shopper_client(member).post(f"/api/mp/v1/coupons/{coupon.pk}/code/")
+    assert_error(response, 409, "coupon_held")
 
 
 @pytest.mark.parametrize("amount", ["12000", 0, -1, 1.5, 10**12])

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -509,3 +510,100 @@ def _fen(yuan: str) -> int:
 
 def _yuan(fen: int) -> str:
     return f"{fen // 100}.{fen % 100:02d}"
+
+
+# --- forms, as a browser submits them (the admin) ------------------------------------
+
+
+class _FormFields(HTMLParser):
+    """The fields of a page's form (the one with ``form_id``, else the first) and the
+    values a browser would submit for them untouched: text-like inputs, checked boxes
+    and radios, each select's selected options (a single select's first if none is),
+    textareas. Buttons are left out: the caller says which one was pressed."""
+
+    TEXT_LIKE = {"text", "hidden", "number", "email", "password", "url", "search", "tel", "date", "time", "datetime-local"}
+
+    def __init__(self, form_id: str | None):
+        super().__init__(convert_charrefs=True)
+        self.form_id = form_id
+        self.fields: dict[str, list[str]] = {}
+        self._in_form = self._done = False
+        self._select: tuple[str, bool, list[str], list[str]] | None = None  # name, multiple, options, selected
+        self._option: dict | None = None
+        self._textarea: tuple[str, list[str]] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = {name: value if value is not None else "" for name, value in attrs}
+        if tag == "form" and not self._done and not self._in_form:
+            self._in_form = self.form_id is None or attrs.get("id") == self.form_id
+            return
+        if not self._in_form or "name" not in attrs and tag in ("input", "select", "textarea"):
+            return
+        if tag == "input":
+            kind = attrs.get("type", "text").lower()
+            if kind in self.TEXT_LIKE or (kind in ("checkbox", "radio") and "checked" in attrs):
+                default = "on" if kind in ("checkbox", "radio") else ""
+                self.fields.setdefault(attrs["name"], []).append(attrs.get("value", default))
+        elif tag == "select":
+            self._select = (attrs["name"], "multiple" in attrs, [], [])
+        elif tag == "option" and self._select is not None:
+            self._option = {"value": attrs.get("value"), "selected": "selected" in attrs, "text": ""}
+        elif tag == "textarea":
+            self._textarea = (attrs["name"], [])
+
+    def handle_data(self, data):
+        if self._option is not None:
+            self._option["text"] += data
+        if self._textarea is not None:
+            self._textarea[1].append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "option" and self._option is not None and self._select is not None:
+            value = self._option["value"] if self._option["value"] is not None else self._option["text"].strip()
+            self._select[2].append(value)
+            if self._option["selected"]:
+                self._select[3].append(value)
+            self._option = None
+        elif tag == "select" and self._select is not None:
+            name, multiple, options, selected = self._select
+            self.fields[name] = selected if selected or multiple else options[:1]
+            self._select = None
+        elif tag == "textarea" and self._textarea is not None:
+            name, text = self._textarea
+            self.fields[name] = ["".join(text).removeprefix("\n")]
+            self._textarea = None
+        elif tag == "form" and self._in_form:
+            self._in_form, self._done = False, True
+
+
+def form_fields(html: str, *, form_id: str | None = None) -> dict[str, list[str]]:
+    """What a browser would submit from the page's form (``form_id``, else the first) untouched."""
+    parser = _FormFields(form_id)
+    parser.feed(html)
+    return parser.fields
+
+
+def admin_login(site: Site, *, username: str, password: str) -> Browser:
+    """A browser logged in to /admin/ as staff, through the login form."""
+    browser = Browser(site)
+    page = browser.get("/admin/login/?next=/admin/")
+    assert page.status_code == 200, page.status_code
+    fields = form_fields(page.text, form_id="login-form")
+    fields.update(username=[username], password=[password], next=["/admin/"])
+    response = browser.post_form("/admin/login/?next=/admin/", fields, referer="/admin/login/?next=/admin/")
+    assert response.status_code == 302, (response.status_code, response.text[:500])
+    return browser
+
+
+def admin_submit(browser: Browser, path: str, changes: dict[str, str | list[str]], *, form_id: str, button: str = "_save"):
+    """Open an admin page, change some fields of its form ``form_id`` (``<model>_form`` on
+    an add or change page, ``changelist-form`` on a list), press ``button`` (a save
+    button's name; empty for none): the response to the POST."""
+    page = browser.get(path)
+    assert page.status_code == 200, (path, page.status_code)
+    fields = form_fields(page.text, form_id=form_id)
+    assert "csrfmiddlewaretoken" in fields, f"{path}: no form with a CSRF token"
+    fields.update({name: value if isinstance(value, list) else [value] for name, value in changes.items()})
+    if button:
+        fields[button] = [""]
+    return browser.post_form(path, fields, referer=path)

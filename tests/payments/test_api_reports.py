@@ -169,6 +169,9 @@ def test_settlement_states_funded_accepted_and_net(busy_day):
         "collected_fen": 0,
         "refunded_fen": 0,
         "payments_due_fen": 0,
+        # No coupons: nothing the mall owes for its coupons' discounts.
+        "coupons_mall_funded_fen": 0,
+        "coupons_merchant_funded_fen": 0,
         "total_due_fen": -130,
     }
 

@@ -1,8 +1,7 @@
-"""Coupons in the mall's admin: templates are edited here; coupons are read here and
-changed only through the services (issue to a member, void)."""
+"""Coupon templates are edited here; coupons are read here and changed only through the
+services (issue to a member, void)."""
 
 import uuid
-from dataclasses import asdict
 
 from django import forms
 from django.contrib import admin, messages
@@ -11,13 +10,12 @@ from django.http import Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.translation import gettext, gettext_lazy
 
 from core.errors import ApplicationError
-from core.money import fen_to_yuan
-from coupons import campaigns, services
-from coupons.models import Campaign, CampaignTarget, Coupon, CouponEvent, CouponTemplate
+from coupons import services
+from coupons.models import Coupon, CouponEvent, CouponTemplate
 from members.models import Member
 
 VOID_MAX_COUPONS = 500
@@ -159,119 +157,3 @@ class CouponAdmin(admin.ModelAdmin):
             self.message_user(request, gettext("Voided %(n)d coupons.") % {"n": voided})
         if refused:
             self.message_user(request, gettext("Not voided: %(list)s") % {"list": ", ".join(refused)}, messages.WARNING)
-
-
-class CampaignForm(forms.ModelForm):
-    class Meta:
-        model = Campaign
-        fields = "__all__"
-
-    def clean_segments(self):
-        try:
-            return campaigns.campaign_segments_check(self.cleaned_data.get("segments") or [])
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
-
-
-@admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
-    form = CampaignForm
-    list_display = ["name", "template", "status", "starts_at", "ends_at", "holdout_pct", "cooldown_days", "created_at"]
-    list_filter = ["status"]
-    search_fields = ["name"]
-    autocomplete_fields = ["template"]
-    actions = ["run_now"]
-    fieldsets = [
-        (None, {"fields": ["name", "status", "template", "starts_at", "ends_at", "created_by", "created_at"]}),
-        (gettext_lazy("Audience"), {"fields": ["segments", "lapsed_min_days", "plaza", "tier", "cooldown_days", "holdout_pct"]}),
-        (gettext_lazy("Message"), {"fields": ["message_title", "message_body"]}),
-        (gettext_lazy("Results"), {"fields": ["targets_link", "results"]}),
-    ]
-    # Once anyone is targeted, who is in the audience and how it is split stay as they were:
-    # the results compare the groups that were drawn.
-    FIXED_ONCE_TARGETED = ["template", "segments", "lapsed_min_days", "plaza", "tier", "cooldown_days", "holdout_pct"]
-
-    def get_readonly_fields(self, request, obj=None):
-        fixed = ["created_by", "created_at", "targets_link", "results"]
-        if obj is not None and obj.targets.exists():
-            fixed += self.FIXED_ONCE_TARGETED
-        return fixed
-
-    def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
-
-    @admin.action(description=gettext_lazy("Run the selected campaigns now"), permissions=["change"])
-    def run_now(self, request, queryset):
-        for campaign in queryset.order_by("pk"):
-            try:
-                summary = campaigns.campaign_run(campaign=campaign)
-            except ApplicationError as exc:
-                self.message_user(request, f"{campaign.name}: {exc.message}", messages.ERROR)
-                continue
-            self.message_user(request, gettext(
-                "%(name)s: %(targeted)d members targeted (%(holdout)d held out), %(issued)d coupons issued, %(refused)d refused."
-            ) % {"name": campaign.name, **asdict(summary)})
-
-    @admin.display(description=gettext_lazy("targets"))
-    def targets_link(self, obj):
-        if obj.pk is None:
-            return "—"
-        url = reverse("admin:coupons_campaigntarget_changelist") + f"?campaign__id__exact={obj.pk}"
-        return format_html('<a href="{}">{}</a>', url, gettext("Members targeted"))
-
-    @admin.display(description=gettext_lazy("results (30 days after targeting)"))
-    def results(self, obj):
-        if obj.pk is None:
-            return "—"
-        result = campaigns.campaign_results(campaign=obj)
-        header = [gettext("group"), gettext("targeted"), gettext("pushed"), gettext("opened"), gettext("redeemed"),
-                  gettext("came back"), gettext("rate"), gettext("spend (yuan)")]
-        rows = [
-            (CampaignTarget.Group(group.group).label, group.targeted, group.pushed, group.opened, group.redeemed,
-             group.came_back, _pct(group.comeback_rate), fen_to_yuan(group.spend_fen))
-            for group in (result.treated, result.holdout)
-        ]
-        lines = [
-            (gettext("Incremental comeback"),
-             _estimate_text(result.incremental_comeback, lambda rate: f"{rate * 100:+.1f} pp")),
-            (gettext("Incremental spend per member (yuan)"),
-             _estimate_text(result.incremental_spend_per_member_fen, lambda fen: f"{fen / 100:+.2f}")),
-        ]
-        return format_html(
-            "<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table><p>{}</p>",
-            format_html_join("", "<th>{}</th>", ((h,) for h in header)),
-            format_html_join("", "<tr>" + "<td>{}</td>" * len(header) + "</tr>", rows),
-            format_html_join("", "{}: {}<br>", lines),
-        )
-
-
-def _pct(rate: float | None) -> str:
-    return "—" if rate is None else f"{rate * 100:.1f} %"
-
-
-def _estimate_text(estimate, show) -> str:
-    if estimate is None:
-        return gettext("not enough members yet")
-    return f"{show(estimate.value)} (95 % CI {show(estimate.low)} … {show(estimate.high)})"
-
-
-@admin.register(CampaignTarget)
-class CampaignTargetAdmin(admin.ModelAdmin):
-    """Read only: targets are written by campaign runs."""
-
-    list_display = ["campaign", "member", "group", "targeted_at", "coupon", "push", "refused"]
-    list_filter = ["group", "campaign"]
-    search_fields = ["=member__member_no"]
-    list_select_related = ["campaign", "member", "coupon", "push"]
-    show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
