@@ -7,12 +7,13 @@ A run (``campaign_run``) has two phases, each in batches and each safe to repeat
    targeted by *any* campaign within this campaign's cooldown. Each is written as a
    CampaignTarget (one bulk insert per batch; unique per campaign and member, so a
    rerun or a concurrent run adds nothing twice), in the treated group or the holdout.
-2. **Deliver.** Each treated target still without a coupon gets the coupon
-   (``coupon_issue`` keyed ``campaign:<campaign>:<member>``) and the push (the outbox,
-   event ``wake_up``, the same key), linked to the target in one transaction by a
-   conditional UPDATE. Both services return the first result for a key, so a run
-   killed half-way and run again issues and sends nothing twice. A coupon the service
-   refuses (quota gone, template paused …) is recorded on the target, not retried.
+2. **Deliver** (``coupons.campaign_delivery``). Each batch of treated targets still
+   without a coupon gets, in one transaction, the coupons (issued in bulk with one
+   issue's rules, keyed ``campaign:<campaign>:<member>``), the pushes (the outbox, event
+   ``wake_up``, the same key; one delivery task per batch) and the links on the targets.
+   Keys make a run killed half-way and run again issue and send nothing twice. A coupon
+   the rules refuse (quota gone, member limit, member not active, validity over) is
+   recorded on the target, not retried; a paused template makes delivery wait.
 
 The holdout is drawn once per member and campaign from a hash of both, so a member never
 moves between groups; it gets a target row (it is in the audience, and in the cooldown)
@@ -46,18 +47,16 @@ from django.db.models import BigIntegerField, Case, Count, Exists, FloatField, M
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
-from core.errors import ApplicationError, Conflict
-from coupons import services
+from core.errors import Conflict
+from coupons import campaign_delivery
 from coupons.models import Campaign, CampaignTarget, Coupon, CouponTemplate
 from members.models import Member, Push, Segment, Visit
-from members.pushes import push_send
 
 logger = logging.getLogger(__name__)
 
 HIGH_VALUE = "high_value"
 # Segment values a campaign's audience may name: the lifecycle segments and the tag.
 AUDIENCE_SEGMENTS = {*Segment.values, HIGH_VALUE}
-PUSH_EVENT = "wake_up"
 # The holdout is drawn in units of 1/HOLDOUT_SCALE: holdout_pct × 100 of 10,000.
 HOLDOUT_SCALE = 10_000
 VISIT_KINDS = (Visit.Kind.CHECKIN, Visit.Kind.PURCHASE, Visit.Kind.PAYMENT)
@@ -87,11 +86,6 @@ class RunSummary:
 
 
 # --- the draw and the audience ----------------------------------------------------------
-
-
-def campaign_key(*, campaign_id: int, member_id: int) -> str:
-    """The key of a member's coupon and push in a campaign: the same on every run."""
-    return f"campaign:{campaign_id}:{member_id}"
 
 
 def holdout_drawn(*, campaign_id: int, holdout_pct: int, member_id: int) -> bool:
@@ -160,7 +154,7 @@ def campaign_run(*, campaign: Campaign, at: datetime | None = None, batch_size: 
     else:
         targeted, holdout = _target_capped(campaign, now, batch_size)
     if campaign.template.status == CouponTemplate.Status.ACTIVE:
-        issued, refused = _deliver(campaign, now, batch_size)
+        issued, refused = campaign_delivery.deliver(campaign, now, batch_size)
     else:
         # A pause is for a while: the treated wait for their coupon (the next run after
         # the template is resumed), rather than each being refused it for good.
@@ -231,47 +225,6 @@ def _target_rows(campaign: Campaign, member_ids: list[int], now: datetime) -> li
         )
         for member_id in member_ids
     ]
-
-
-def _deliver(campaign: Campaign, now: datetime, batch_size: int) -> tuple[int, int]:
-    pending = (
-        CampaignTarget.objects.filter(campaign=campaign, group=CampaignTarget.Group.TREATED, coupon__isnull=True, refused="")
-        .select_related("member")
-        .order_by("pk")
-    )
-    issued = refused = 0
-    last_id = 0
-    while True:
-        targets = list(pending.filter(pk__gt=last_id)[:batch_size])
-        if not targets:
-            return issued, refused
-        for target in targets:
-            if _treat(campaign, target, now):
-                issued += 1
-            else:
-                refused += 1
-        last_id = targets[-1].pk
-
-
-def _treat(campaign: Campaign, target: CampaignTarget, now: datetime) -> bool:
-    """Coupon, push and link in one transaction: all three, or none (then a rerun does it)."""
-    key = campaign_key(campaign_id=campaign.pk, member_id=target.member_id)
-    try:
-        with transaction.atomic():
-            coupon = services.coupon_issue(
-                template=campaign.template, member=target.member, via=Coupon.Via.CAMPAIGN, idempotency_key=key,
-                detail={"campaign_id": campaign.pk}, at=now,
-            )
-            push = push_send(
-                member=target.member, event=PUSH_EVENT, event_key=key, title=campaign.message_title,
-                body=campaign.message_body, data={"campaign_id": campaign.pk, "coupon_id": coupon.pk},
-            )
-            CampaignTarget.objects.filter(pk=target.pk, coupon__isnull=True).update(coupon=coupon, push=push)
-    except ApplicationError as exc:
-        # The member is no longer active, the template paused or out of quota …: nothing was issued.
-        CampaignTarget.objects.filter(pk=target.pk, coupon__isnull=True).update(refused=exc.code[:64])
-        return False
-    return True
 
 
 def campaigns_run_due(*, at: datetime | None = None) -> dict[int, RunSummary]:

@@ -166,6 +166,34 @@ def push_send(
     return push
 
 
+def pushes_write(*, pushes: list[Push], deliver: bool = False) -> list[Push]:
+    """Write many new pushes and their inbox copies: two bulk INSERTs, in the caller's
+    transaction. Pushes whose event key exists already are left out (a rerun writes only
+    what is missing); the ones written are returned, with their ids.
+
+    ``deliver``: one task after the commit sends them all (a campaign's batch); without,
+    the every-minute sweep sends them once due (``next_attempt_at``).
+    """
+    existing = set(Push.objects.filter(event_key__in=[p.event_key for p in pushes]).values_list("event_key", flat=True))
+    new = [p for p in pushes if p.event_key not in existing]
+    if not new:
+        return []
+    for push in new:
+        push.title = push.title[:100]
+        if push.next_attempt_at is None:
+            push.next_attempt_at = timezone.now() + (FIRST_ATTEMPT_GRACE if deliver else timedelta(0))
+    with transaction.atomic():
+        created = Push.objects.bulk_create(new, batch_size=500)
+        InboxMessage.objects.bulk_create(
+            [InboxMessage(member_id=p.member_id, push=p, title=p.title, body=p.body, link=p.link) for p in created],
+            batch_size=500,
+        )
+        if deliver:
+            ids = [p.pk for p in created]
+            transaction.on_commit(lambda: async_task("members.tasks.pushes_deliver", ids, broker=_broker()))
+    return created
+
+
 @functools.cache
 def _broker():
     """One task-queue broker per process: django-q2 would otherwise open a new Redis

@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.db.models import Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import override
 
-from members.models import InboxMessage, Lot, Member, Push
+from members.models import Lot, Member, Push
+from members.pushes import pushes_write
 
 EVENT_EXPIRY_REMINDER = "expiry_reminder"
 REMINDER_WINDOW_DAYS = 30
@@ -52,22 +53,14 @@ def _message(points: int, day: date) -> tuple[str, str]:
 
 
 def _write(wanted: dict, now: datetime) -> int:
-    existing = set(Push.objects.filter(event_key__in=list(wanted)).values_list("event_key", flat=True))
     new = []
     for key, row in wanted.items():
-        if key in existing:
-            continue
         title, body = _message(row["points"], row["day"])
         new.append(Push(
             member_id=row["member_id"], event=EVENT_EXPIRY_REMINDER, event_key=key, title=title, body=body,
             data={"points": row["points"], "expires_on": row["day"].isoformat()}, next_attempt_at=now,
         ))
-    with transaction.atomic():
-        created = Push.objects.bulk_create(new, batch_size=500)
-        InboxMessage.objects.bulk_create(
-            [InboxMessage(member_id=p.member_id, push=p, title=p.title, body=p.body) for p in created], batch_size=500
-        )
-    return len(created)
+    return len(pushes_write(pushes=new))
 
 
 def expiry_reminders_send(

@@ -75,6 +75,20 @@ def push_deliver_due() -> int:
     return attempted
 
 
+def pushes_deliver(push_ids: list[int]) -> int:
+    """Deliver a batch of pushes written together (a campaign's batch): one task, not one
+    per push. What the time budget leaves is sent by the sweep once due. Returns how many
+    were attempted."""
+    started = time.monotonic()
+    attempted = 0
+    for push_id in push_ids:
+        if time.monotonic() - started > PUSH_SWEEP_SECONDS:
+            break
+        pushes.push_deliver(push_id=push_id)
+        attempted += 1
+    return attempted
+
+
 def segments_tag_nightly() -> int:
     """Tag every member with a lifecycle segment; a rerun the same day finishes or does
     nothing. Returns how many members hold a segment."""

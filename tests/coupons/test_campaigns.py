@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
-from coupons import campaigns, services, tasks
+from coupons import campaign_delivery, campaigns, services, tasks
 from coupons.models import Campaign, CampaignTarget, Coupon, CouponEvent, CouponTemplate
 from members import pushes
 from members.models import InboxMessage, Member, MemberSegment, Push, Segment, SegmentRun, Tier, Visit
@@ -306,23 +306,25 @@ def _killed_after(monkeypatch, module, name: str, n: int):
     monkeypatch.setattr(module, name, flaky)
 
 
-@pytest.mark.parametrize(("module", "name"), [(services, "coupon_issue"), (campaigns, "push_send")])
-def test_a_rerun_after_a_kill_issues_and_sends_nothing_twice_and_completes(template, monkeypatch, module, name):
+@pytest.mark.parametrize("name", ["coupons_issue_bulk", "pushes_write"])
+def test_a_rerun_after_a_kill_issues_and_sends_nothing_twice_and_completes(template, monkeypatch, name):
     many_members(60)
     campaign = make_campaign(template, holdout_pct=20)
-    _killed_after(monkeypatch, module, name, 10)
+    _killed_after(monkeypatch, campaign_delivery, name, 1)
 
     with pytest.raises(RuntimeError):
         campaigns.campaign_run(campaign=campaign, batch_size=25)
 
-    # Coupon, push and link commit together: the member being served when killed has none.
-    assert Coupon.objects.count() == Push.objects.count() == 10
+    # A batch's coupons, pushes and links commit together: the batch being served when
+    # killed left nothing; the one before it is whole.
+    assert Coupon.objects.count() == Push.objects.count() == 25
+    assert CampaignTarget.objects.filter(campaign=campaign).exclude(coupon=None).count() == 25
     assert CampaignTarget.objects.filter(campaign=campaign).count() == 60
     monkeypatch.undo()
     summary = campaigns.campaign_run(campaign=campaign, batch_size=25)
 
     treated = CampaignTarget.objects.filter(campaign=campaign, group=T)
-    assert (summary.targeted, summary.issued) == (0, treated.count() - 10)
+    assert (summary.targeted, summary.issued) == (0, treated.count() - 25)
     assert not treated.filter(coupon=None).exists() and not treated.filter(push=None).exists()
     assert Coupon.objects.count() == Push.objects.count() == CouponEvent.objects.count() == treated.count()
     assert not Coupon.objects.values("member").annotate(n=Count("pk")).filter(n__gt=1).exists()
@@ -534,4 +536,57 @@ def test_admin_run_now_reports_a_campaign_not_running(admin_client, template):
 
 
 def test_push_event_is_one_staff_can_configure():
-    assert campaigns.PUSH_EVENT in pushes.EVENTS
+    assert campaign_delivery.PUSH_EVENT in pushes.EVENTS
+
+
+# --- delivery in bulk ---------------------------------------------------------------------------
+
+
+def test_delivery_costs_the_same_statements_for_a_few_members_as_for_many(template, django_assert_max_num_queries):
+    """A batch is a fixed number of statements, never one round of statements per member."""
+    many_members(10)
+    small = make_campaign(template, name="small")
+    with django_assert_max_num_queries(40) as few:
+        campaigns.campaign_run(campaign=small)
+    many_members(200)
+    large = make_campaign(template, name="large", cooldown_days=1)
+    Campaign.objects.filter(pk=small.pk).update(status=Campaign.Status.ENDED)
+    CampaignTarget.objects.filter(campaign=small).update(targeted_at=NOW - timedelta(days=2))
+    with django_assert_max_num_queries(len(few.captured_queries) + 10):  # 20× the members, a few statements more
+        summary = campaigns.campaign_run(campaign=large)
+    # The first campaign's treated already hold this template's one coupon each: refused.
+    treated = CampaignTarget.objects.filter(campaign=large, group=T)
+    assert set(treated.exclude(refused="").values_list("refused", flat=True)) == {"coupon_member_limit_reached"}
+    assert summary.issued == treated.filter(refused="").count() > 150
+
+
+def test_a_batch_that_meets_a_racing_issue_is_delivered_one_member_at_a_time(template, monkeypatch):
+    from django.db import IntegrityError
+
+    many_members(30)
+    campaign = make_campaign(template)
+
+    def raced(**kwargs):
+        raise IntegrityError("duplicate key value violates unique constraint coupon_seq_unique_per_member")
+
+    monkeypatch.setattr(campaign_delivery, "coupons_issue_bulk", raced)
+    summary = campaigns.campaign_run(campaign=campaign)
+
+    treated = CampaignTarget.objects.filter(campaign=campaign, group=T)
+    assert summary.issued == treated.count() and not treated.filter(coupon=None).exists()
+    assert Coupon.objects.count() == Push.objects.count() == treated.count()
+
+
+def test_bulk_delivery_gives_what_is_left_of_the_quota_to_the_first_in_line(template):
+    members = many_members(40)
+    CouponTemplate.objects.filter(pk=template.pk).update(total_quota=12, issued_count=2)
+    campaign = make_campaign(template)
+
+    summary = campaigns.campaign_run(campaign=campaign)
+
+    treated = CampaignTarget.objects.filter(campaign=campaign, group=T).order_by("pk")
+    assert summary.issued == 10 and summary.refused == treated.count() - 10
+    assert [t.coupon_id is not None for t in treated] == [True] * 10 + [False] * (treated.count() - 10)
+    assert set(treated.exclude(refused="").values_list("refused", flat=True)) == {"coupon_quota_exhausted"}
+    assert CouponTemplate.objects.get(pk=template.pk).issued_count == 12
+    assert len(members) == 40

@@ -10,7 +10,8 @@ from django.core.management import call_command
 from django.db.models import Count
 from django.utils import timezone
 
-from coupons import campaigns, services as coupons
+from coupons import campaign_delivery, campaigns
+from coupons import services as coupons
 from coupons.models import Campaign, CampaignTarget, Coupon, CouponTemplate
 from members import ledger
 from members.management.commands import _seed_coupons as seed_coupons
@@ -89,7 +90,7 @@ def test_the_wake_up_campaign_is_a_draft_for_the_lapsed_that_staff_can_run(demo)
     assert not treated.filter(coupon__isnull=True).exists() and not treated.filter(push__isnull=True).exists()
     held_out = targets.filter(group=CampaignTarget.Group.HOLDOUT).values_list("member_id", flat=True)
     assert not Coupon.objects.filter(member_id__in=held_out, template=template).exists()
-    assert not Push.objects.filter(member_id__in=held_out, event=campaigns.PUSH_EVENT).exists()
+    assert not Push.objects.filter(member_id__in=held_out, event=campaign_delivery.PUSH_EVENT).exists()
 
 
 def test_the_demo_shopper_exchanges_points_for_a_coupon_and_uses_it_at_the_demo_pos(demo):
