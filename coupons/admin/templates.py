@@ -2,6 +2,7 @@
 services (issue to a member, void)."""
 
 import uuid
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
@@ -14,7 +15,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, gettext_lazy
 
 from core.errors import ApplicationError
-from coupons import services
+from coupons import claims, exchange_refunds, services
 from coupons.models import Coupon, CouponEvent, CouponTemplate
 from members.models import Member
 
@@ -40,13 +41,15 @@ class CouponTemplateAdmin(admin.ModelAdmin):
     search_fields = ["name", "merchant__name"]
     autocomplete_fields = ["merchant"]
     filter_horizontal = ["stores"]
-    readonly_fields = ["issued_count", "redeemed", "issue_link", "created_at"]
+    readonly_fields = ["issued_count", "redeemed", "issue_link", "claim_qr", "created_at"]
+    actions = ["claim_code_reset"]
     fieldsets = [
         (None, {"fields": ["name", "description", "kind", "merchant", "funded_by", "status", "issue_link"]}),
         (gettext_lazy("Value"), {"fields": ["face_value_fen", "min_spend_fen", "percent_off_bp", "max_discount_fen", "gift_description"]}),
         (gettext_lazy("Validity: a window, or days from issue"), {"fields": ["valid_from", "valid_until", "valid_days"]}),
         (gettext_lazy("Limits"), {"fields": ["total_quota", "per_member_limit", "issued_count", "redeemed"]}),
         (gettext_lazy("Use"), {"fields": ["stores", "combines_with_points", "points_price"]}),
+        (gettext_lazy("Claiming"), {"fields": ["claimable", "claim_qr"]}),
         (None, {"fields": ["created_at"]}),
     ]
 
@@ -63,11 +66,41 @@ class CouponTemplateAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>', reverse("admin:coupons_coupontemplate_issue", args=[obj.pk]),
                            gettext("Issue to a member"))
 
+    @admin.display(description=gettext_lazy("claim QR"))
+    def claim_qr(self, obj):
+        if obj.pk is None:
+            return "—"
+        if obj.points_price is not None:
+            return gettext("Sold for points: not claimed free.")
+        return format_html('<a href="{}">{}</a>', reverse("admin:coupons_coupontemplate_claim_qr", args=[obj.pk]),
+                           gettext("Print the claim QR poster"))
+
+    @admin.action(description=gettext_lazy("New claim QR codes for the selected templates (printed posters stop working)"),
+                  permissions=["change"])
+    def claim_code_reset(self, request, queryset):
+        reset = [template for template in queryset.exclude(claim_code=None)]
+        for template in reset:
+            claims.template_claim_code_reset(template)
+        self.message_user(request, gettext("%(n)d templates have a new claim QR code.") % {"n": len(reset)})
+
     def get_urls(self):
         return [
             path("<path:object_id>/issue/", self.admin_site.admin_view(self.issue_view), name="coupons_coupontemplate_issue"),
+            path("<path:object_id>/claim-qr/", self.admin_site.admin_view(self.claim_qr_view),
+                 name="coupons_coupontemplate_claim_qr"),
             *super().get_urls(),
         ]
+
+    def claim_qr_view(self, request, object_id):
+        """The template's claim QR poster, its code made on first use."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        template = self.get_object(request, object_id)
+        if template is None or template.points_price is not None:
+            raise Http404
+        code = claims.template_claim_code_ensure(template)
+        back = reverse("admin:coupons_coupontemplate_change", args=[template.pk])
+        return redirect(reverse("coupons:claim-print", args=[code]) + "?" + urlencode({"back": back}))
 
     def issue_view(self, request, object_id):
         if not self.has_change_permission(request):
@@ -125,7 +158,7 @@ class CouponAdmin(admin.ModelAdmin):
     list_select_related = ["template", "member"]
     date_hierarchy = "created_at"
     inlines = [CouponEventInline]
-    actions = ["void"]
+    actions = ["void", "refund_points"]
     show_full_result_count = False
 
     def has_add_permission(self, request):
@@ -157,3 +190,22 @@ class CouponAdmin(admin.ModelAdmin):
             self.message_user(request, gettext("Voided %(n)d coupons.") % {"n": voided})
         if refused:
             self.message_user(request, gettext("Not voided: %(list)s") % {"list": ", ".join(refused)}, messages.WARNING)
+
+    @admin.action(description=gettext_lazy("Take back the selected points-mall coupons and give their points back"),
+                  permissions=["void"])
+    def refund_points(self, request, queryset):
+        coupons = list(queryset.order_by("pk")[: VOID_MAX_COUPONS + 1])
+        if len(coupons) > VOID_MAX_COUPONS:
+            self.message_user(request, gettext("Void at most %(max)d coupons at a time.") % {"max": VOID_MAX_COUPONS}, messages.ERROR)
+            return
+        refunded, refused = 0, []
+        for coupon in coupons:
+            try:
+                exchange_refunds.coupon_exchange_refund(coupon=coupon, reason="taken back by staff", operator=request.user)
+                refunded += 1
+            except ApplicationError as exc:
+                refused.append(f"{coupon.code}: {exc.code}")
+        if refunded:
+            self.message_user(request, gettext("%(n)d coupons taken back, their points given back.") % {"n": refunded})
+        if refused:
+            self.message_user(request, gettext("Not taken back: %(list)s") % {"list": ", ".join(refused)}, messages.WARNING)

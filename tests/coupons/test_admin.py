@@ -61,3 +61,58 @@ def test_admin_pages_render(admin_client, member):
         reverse("admin:coupons_coupon_change", args=[coupon.pk]),
     ):
         assert admin_client.get(url).status_code == 200, url
+
+
+def test_the_claim_qr_link_makes_a_code_once_and_opens_the_poster(admin_client):
+    template = make_template(claimable=True)
+
+    first = admin_client.get(reverse("admin:coupons_coupontemplate_claim_qr", args=[template.pk]))
+    template.refresh_from_db()
+    code = template.claim_code
+    second = admin_client.get(reverse("admin:coupons_coupontemplate_claim_qr", args=[template.pk]))
+    template.refresh_from_db()
+
+    assert code and len(code) >= 16 and template.claim_code == code
+    assert first.status_code == second.status_code == 302
+    assert first["Location"].startswith(reverse("coupons:claim-print", args=[code]))
+    poster = admin_client.get(first["Location"])
+    assert poster.status_code == 200 and reverse("coupons:claim-png", args=[code]) in poster.content.decode()
+
+
+def test_a_template_sold_for_points_has_no_claim_qr(admin_client):
+    template = make_template(points_price=300)
+    response = admin_client.get(reverse("admin:coupons_coupontemplate_claim_qr", args=[template.pk]))
+    assert response.status_code == 404
+    template.refresh_from_db()
+    assert template.claim_code is None
+
+
+def test_resetting_the_claim_code_retires_the_printed_posters(admin_client, member):
+    template = make_template(claimable=True, claim_code="OLDPOSTERCODE2345678")
+    admin_client.post(reverse("admin:coupons_coupontemplate_changelist"),
+                      {"action": "claim_code_reset", ACTION_CHECKBOX_NAME: [template.pk]})
+    template.refresh_from_db()
+    assert template.claim_code and template.claim_code != "OLDPOSTERCODE2345678"
+    assert admin_client.get(reverse("coupons:claim-code", args=["OLDPOSTERCODE2345678"])).status_code == 404
+
+
+def test_staff_take_back_a_points_mall_coupon_and_its_points_come_back(admin_client, member):
+    from coupons import services
+    from members import ledger
+    from tests.payments.conftest import grant
+
+    template = make_template(points_price=300)
+    grant(member, 1_000)
+    bought = services.coupon_exchange(member=member, template=template, idempotency_key="k")
+    given = issue(make_template(), member)
+
+    response = admin_client.post(
+        reverse("admin:coupons_coupon_changelist"),
+        {"action": "refund_points", ACTION_CHECKBOX_NAME: [bought.pk, given.pk]}, follow=True,
+    )
+
+    assert response.status_code == 200
+    assert ledger.member_points_balance(member=member) == 1_000
+    assert Coupon.objects.get(pk=bought.pk).status == Coupon.Status.VOID
+    assert Coupon.objects.get(pk=given.pk).status == Coupon.Status.ISSUED
+    assert "coupon_not_bought_with_points" in response.content.decode()
