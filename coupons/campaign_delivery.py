@@ -37,18 +37,22 @@ def campaign_key(*, campaign_id: int, member_id: int) -> str:
     return f"campaign:{campaign_id}:{member_id}"
 
 
-def deliver(campaign: Campaign, now: datetime, batch_size: int) -> tuple[int, int]:
-    """Deliver to every treated target still waiting; (issued, refused) by this run."""
-    waiting = CampaignTarget.objects.filter(
-        campaign=campaign, group=CampaignTarget.Group.TREATED, coupon__isnull=True, refused=""
-    ).order_by("pk")
+def waiting(campaign: Campaign):
+    """The campaign's treated targets still waiting for their coupon."""
+    return CampaignTarget.objects.filter(campaign=campaign, group=CampaignTarget.Group.TREATED, coupon__isnull=True, refused="")
+
+
+def deliver(campaign: Campaign, now: datetime, batch_size: int, told=None) -> tuple[int, int]:
+    """Deliver to every treated target still waiting; (issued, refused) by this run.
+    ``told(done)`` after each batch."""
+    pending = waiting(campaign).order_by("pk")
     issued = refused = 0
     last_id = 0
     while True:
         try:
             with transaction.atomic():
                 batch = list(
-                    waiting.filter(pk__gt=last_id).select_for_update(skip_locked=True).values_list("pk", "member_id")[:batch_size]
+                    pending.filter(pk__gt=last_id).select_for_update(skip_locked=True).values_list("pk", "member_id")[:batch_size]
                 )
                 if not batch:
                     return issued, refused
@@ -61,6 +65,8 @@ def deliver(campaign: Campaign, now: datetime, batch_size: int) -> tuple[int, in
             done, said_no = _one_by_one(campaign, dict(batch), now)
         issued, refused = issued + done, refused + said_no
         last_id = batch[-1][0]
+        if told is not None:
+            told(issued + refused)
 
 
 def _batch(campaign: Campaign, targets: dict[int, int], now: datetime) -> tuple[int, int]:

@@ -138,9 +138,10 @@ def campaign_segments_check(segments) -> list[str]:
 # --- the run ----------------------------------------------------------------------------
 
 
-def campaign_run(*, campaign: Campaign, at: datetime | None = None, batch_size: int = 1000) -> RunSummary:
+def campaign_run(*, campaign: Campaign, at: datetime | None = None, batch_size: int = 1000, progress=None) -> RunSummary:
     """Target the campaign's audience and deliver to the treated group. Safe to rerun,
-    concurrently too: see the module's docstring."""
+    concurrently too: see the module's docstring. ``progress(phase, done, total)``, when
+    given, is told after each batch ("target", then "deliver"; the totals cost a count)."""
     now = at or timezone.now()
     campaign.refresh_from_db()
     campaign_running_check(campaign=campaign, at=now)
@@ -149,12 +150,14 @@ def campaign_run(*, campaign: Campaign, at: datetime | None = None, batch_size: 
         template.merchant_id != campaign.merchant_id or template.funded_by != CouponTemplate.FundedBy.MERCHANT
     ):
         raise CampaignTemplateNotMerchants(extra={"campaign_id": campaign.pk})
+    told = _progress_of(progress, "target", lambda: campaign_audience(campaign=campaign, at=now).count())
     if campaign.max_targets is None:
-        targeted, holdout = _target(campaign, now, batch_size)
+        targeted, holdout = _target(campaign, now, batch_size, told)
     else:
-        targeted, holdout = _target_capped(campaign, now, batch_size)
+        targeted, holdout = _target_capped(campaign, now, batch_size, told)
     if campaign.template.status == CouponTemplate.Status.ACTIVE:
-        issued, refused = campaign_delivery.deliver(campaign, now, batch_size)
+        told = _progress_of(progress, "deliver", lambda: campaign_delivery.waiting(campaign).count())
+        issued, refused = campaign_delivery.deliver(campaign, now, batch_size, told)
     else:
         # A pause is for a while: the treated wait for their coupon (the next run after
         # the template is resumed), rather than each being refused it for good.
@@ -165,6 +168,15 @@ def campaign_run(*, campaign: Campaign, at: datetime | None = None, batch_size: 
     return summary
 
 
+def _progress_of(progress, phase: str, total):
+    """A per-batch callback ``told(done)`` for ``phase``, counting ``total()`` once; or None."""
+    if progress is None:
+        return None
+    size = total()
+    progress(phase, 0, size)
+    return lambda done: progress(phase, done, max(size, done))
+
+
 def campaign_running_check(*, campaign: Campaign, at: datetime) -> None:
     """CampaignNotActive unless the campaign is active and ``at`` is within its start and end."""
     if campaign.status != Campaign.Status.ACTIVE or at < campaign.starts_at or (
@@ -173,7 +185,7 @@ def campaign_running_check(*, campaign: Campaign, at: datetime) -> None:
         raise CampaignNotActive(extra={"status": campaign.status})
 
 
-def _target(campaign: Campaign, now: datetime, batch_size: int) -> tuple[int, int]:
+def _target(campaign: Campaign, now: datetime, batch_size: int, told=None) -> tuple[int, int]:
     audience = campaign_audience(campaign=campaign, at=now).order_by("pk").values_list("pk", flat=True)
     targeted = holdout = 0
     last_id = 0
@@ -187,9 +199,11 @@ def _target(campaign: Campaign, now: datetime, batch_size: int) -> tuple[int, in
         targeted += len(rows)
         holdout += sum(row.group == CampaignTarget.Group.HOLDOUT for row in rows)
         last_id = member_ids[-1]
+        if told is not None:
+            told(targeted)
 
 
-def _target_capped(campaign: Campaign, now: datetime, batch_size: int) -> tuple[int, int]:
+def _target_capped(campaign: Campaign, now: datetime, batch_size: int, told=None) -> tuple[int, int]:
     """As _target, never past max_targets in all: see the module's docstring.
 
     Under the lock, the targets of this campaign are written one batch at a time and
@@ -213,6 +227,8 @@ def _target_capped(campaign: Campaign, now: datetime, batch_size: int) -> tuple[
         targeted += len(rows)
         holdout += sum(row.group == CampaignTarget.Group.HOLDOUT for row in rows)
         last_id = member_ids[-1]
+        if told is not None:
+            told(targeted)
 
 
 def _target_rows(campaign: Campaign, member_ids: list[int], now: datetime) -> list[CampaignTarget]:
@@ -227,13 +243,26 @@ def _target_rows(campaign: Campaign, member_ids: list[int], now: datetime) -> li
     ]
 
 
+def campaigns_end_due(*, at: datetime | None = None) -> int:
+    """Mark active campaigns past their end ended; how many."""
+    now = at or timezone.now()
+    return Campaign.objects.filter(status=Campaign.Status.ACTIVE, ends_at__lte=now).update(status=Campaign.Status.ENDED)
+
+
+def campaigns_due(*, at: datetime | None = None):
+    """Active campaigns that have started (and not ended), oldest first."""
+    now = at or timezone.now()
+    return Campaign.objects.filter(status=Campaign.Status.ACTIVE, starts_at__lte=now).filter(
+        Q(ends_at__isnull=True) | Q(ends_at__gt=now)
+    ).order_by("pk")
+
+
 def campaigns_run_due(*, at: datetime | None = None) -> dict[int, RunSummary]:
     """Run every active campaign within its window; mark those past their end ended."""
     now = at or timezone.now()
-    Campaign.objects.filter(status=Campaign.Status.ACTIVE, ends_at__lte=now).update(status=Campaign.Status.ENDED)
-    due = Campaign.objects.filter(status=Campaign.Status.ACTIVE, starts_at__lte=now).order_by("pk")
+    campaigns_end_due(at=now)
     summaries = {}
-    for campaign in due:
+    for campaign in campaigns_due(at=now):
         try:
             summaries[campaign.pk] = campaign_run(campaign=campaign, at=now)
         except CampaignNotActive:

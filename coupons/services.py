@@ -12,6 +12,7 @@ Rules that hold however many requests race:
 Every change appends a CouponEvent.
 """
 
+import base64
 import hashlib
 import secrets
 from datetime import datetime, timedelta
@@ -174,8 +175,14 @@ def coupon_usable_check(*, coupon: Coupon, at: datetime) -> None:
 # --- issue --------------------------------------------------------------------------
 
 
+# Base32 spells 5 bits a character; mapped onto CODE_ALPHABET (also 32 characters).
+_FROM_BASE32 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", CODE_ALPHABET)
+
+
 def _code_new() -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    """CODE_LENGTH characters of CODE_ALPHABET, 5 random bits each (a campaign makes thousands)."""
+    raw = secrets.token_bytes(CODE_LENGTH * 5 // 8)
+    return base64.b32encode(raw).decode().translate(_FROM_BASE32)
 
 
 def _validity(template: CouponTemplate, now: datetime) -> tuple[datetime, datetime]:
@@ -355,14 +362,16 @@ def coupon_void(*, coupon: Coupon, reason: str, operator=None, at: datetime | No
     return coupon
 
 
-def coupons_expire_due(*, now: datetime | None = None, batch_size: int = EXPIRE_BATCH) -> int:
+def coupons_expire_due(*, now: datetime | None = None, batch_size: int = EXPIRE_BATCH, progress=None) -> int:
     """Mark every issued coupon past its validity expired, a batch per transaction; how many.
 
     Each batch is one UPDATE of the rows it locked (on PostgreSQL, skipping rows a
     redemption holds right now: the next run takes them if they are still issued) and
-    one bulk insert of their events. Safe to run twice.
+    one bulk insert of their events. Safe to run twice. ``progress(done, total)`` after
+    each batch, when given (the total costs a count).
     """
     now = now or timezone.now()
+    total = Coupon.objects.filter(status=Coupon.Status.ISSUED, valid_until__lte=now).count() if progress else 0
     expired = 0
     while True:
         with transaction.atomic():
@@ -379,6 +388,8 @@ def coupons_expire_due(*, now: datetime | None = None, batch_size: int = EXPIRE_
                 [CouponEvent(coupon_id=pk, kind=CouponEvent.Kind.EXPIRED, created_at=now, detail={}) for pk in ids]
             )
         expired += len(ids)
+        if progress is not None:
+            progress(expired, max(total, expired))
 
 
 # --- the points mall ----------------------------------------------------------------

@@ -590,3 +590,40 @@ def test_bulk_delivery_gives_what_is_left_of_the_quota_to_the_first_in_line(temp
     assert set(treated.exclude(refused="").values_list("refused", flat=True)) == {"coupon_quota_exhausted"}
     assert CouponTemplate.objects.get(pk=template.pk).issued_count == 12
     assert len(members) == 40
+
+
+# --- the commands -------------------------------------------------------------------------------
+
+
+def test_the_command_runs_the_due_campaigns_with_progress_and_a_second_time_does_nothing(template):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    many_members(30)
+    campaign = make_campaign(template, name="Wake up")
+    out = StringIO()
+    call_command("campaigns_run", "--batch-size", "10", stdout=out)
+    text = out.getvalue()
+    treated = CampaignTarget.objects.filter(campaign=campaign, group=T).count()
+    assert "Wake up: targeting: 30/30" in text and f"Wake up: coupons and pushes: {treated}/{treated}" in text
+    assert f"Wake up (#{campaign.pk}): 30 targeted" in text
+    assert Coupon.objects.count() == Push.objects.count() == treated
+
+    out = StringIO()
+    call_command("campaigns_run", "--campaign", str(campaign.pk), stdout=out)
+    assert "0 targeted (0 held out), 0 coupons and pushes" in out.getvalue()
+    assert Coupon.objects.count() == treated
+
+
+def test_the_command_says_why_a_campaign_was_not_run(template):
+    from django.core.management import CommandError, call_command
+
+    campaign = make_campaign(template, status=Campaign.Status.PAUSED)
+    with pytest.raises(CommandError):
+        call_command("campaigns_run", "--campaign", str(campaign.pk))
+    from io import StringIO
+
+    out = StringIO()
+    call_command("campaigns_run", stdout=out)
+    assert "nothing to do" in out.getvalue()

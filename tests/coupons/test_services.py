@@ -182,3 +182,23 @@ def test_the_nightly_task_expires_coupons_past_their_validity_and_its_schedule_e
 
     assert Schedule.objects.filter(func="coupons.tasks.coupons_expire_due", schedule_type="D").count() == 1
     assert tasks.coupons_expire_due() == 0
+
+
+def test_the_expiry_command_expires_what_is_past_with_progress_and_twice_does_nothing(member):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    template = make_template(per_member_limit=3)
+    coupons = [issue(template, member) for _ in range(3)]
+    Coupon.objects.filter(pk__in=[c.pk for c in coupons[:2]]).update(
+        valid_from=timezone.now() - timedelta(days=2), valid_until=timezone.now() - timedelta(minutes=1)
+    )
+    out = StringIO()
+    call_command("coupons_expire", "--batch-size", "1", stdout=out)
+    assert "coupons expired: 2/2" in out.getvalue() and "2 coupons expired." in out.getvalue()
+    out = StringIO()
+    call_command("coupons_expire", stdout=out)
+    assert "nothing to do" in out.getvalue()
+    assert CouponEvent.objects.filter(kind=CouponEvent.Kind.EXPIRED).count() == 2
+    assert Coupon.objects.get(pk=coupons[2].pk).status == Coupon.Status.ISSUED
