@@ -7,7 +7,8 @@ Per batch, in the caller's transaction:
 - the quota is taken for all the rest by one conditional UPDATE (``issued_count + n <=
   total_quota``); when fewer are left, those first in line get them and the rest are
   refused ``coupon_quota_exhausted``;
-- the coupons (each the member's next ``seq``) and their events go in two bulk INSERTs.
+- the coupons (each the member's next ``seq``) and their events go in two INSERTs
+  (``core.bulk_sql.rows_insert``: no model instance per row).
 A racing single issue to the same member and template (a claim at that moment) makes the
 unique (template, member, seq) or the issue key fail the INSERT: the caller's batch rolls
 back and the caller falls back to one member at a time.
@@ -18,6 +19,7 @@ from datetime import datetime
 
 from django.db.models import Count, F, Q
 
+from core.bulk_sql import rows_insert
 from coupons.models import Coupon, CouponEvent, CouponTemplate
 from coupons.services import MemberLimitReached, QuotaExhausted, TemplateEnded, TemplatePaused, _code_new, _validity
 from members.models import Member
@@ -63,19 +65,22 @@ def coupons_issue_bulk(
     eligible = eligible[:granted]
     if not eligible:
         return result
-    created = Coupon.objects.bulk_create([
-        Coupon(
-            template=template, member_id=member_id, seq=held.get(member_id, 0) + 1, code=_code_new(),
-            valid_from=valid_from, valid_until=valid_until, issued_via=via, issue_key=keys[member_id], created_at=at,
-        )
+    rows = [
+        {"template_id": template.pk, "member_id": member_id, "seq": held.get(member_id, 0) + 1, "code": _code_new(),
+         "status": Coupon.Status.ISSUED, "valid_from": valid_from, "valid_until": valid_until, "issued_via": via,
+         "issue_key": keys[member_id], "created_at": at}
         for member_id in eligible
-    ])
-    CouponEvent.objects.bulk_create([
-        CouponEvent(coupon=coupon, kind=CouponEvent.Kind.ISSUED, created_at=at, detail={"via": via, **(detail or {})})
-        for coupon in created
-    ])
-    for coupon in created:
-        result.coupons[coupon.member_id] = coupon
+    ]
+    created = rows_insert(Coupon, rows, returning=("id", "member_id"))
+    event = {"kind": CouponEvent.Kind.ISSUED, "created_at": at, "detail": {"via": via, **(detail or {})}}
+    rows_insert(CouponEvent, [{"coupon_id": pk, **event} for pk, _ in created])
+    by_member = {row["member_id"]: row for row in rows}
+    for pk, member_id in created:
+        row = by_member[member_id]
+        result.coupons[member_id] = Coupon(
+            pk=pk, template=template, member_id=member_id, seq=row["seq"], code=row["code"], status=row["status"],
+            valid_from=valid_from, valid_until=valid_until, issued_via=via, issue_key=row["issue_key"], created_at=at,
+        )
     return result
 
 

@@ -47,6 +47,7 @@ from django.db.models import BigIntegerField, Case, Count, Exists, FloatField, M
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
+from core.bulk_sql import rows_insert
 from core.errors import Conflict
 from coupons import campaign_delivery
 from coupons.models import Campaign, CampaignTarget, Coupon, CouponTemplate
@@ -195,9 +196,9 @@ def _target(campaign: Campaign, now: datetime, batch_size: int, told=None) -> tu
             return targeted, holdout
         rows = _target_rows(campaign, member_ids, now)
         # A concurrent run may have written some: theirs stand (the same draw).
-        CampaignTarget.objects.bulk_create(rows, ignore_conflicts=True)
+        rows_insert(CampaignTarget, rows, ignore_conflicts=True)
         targeted += len(rows)
-        holdout += sum(row.group == CampaignTarget.Group.HOLDOUT for row in rows)
+        holdout += sum(row["group"] == CampaignTarget.Group.HOLDOUT for row in rows)
         last_id = member_ids[-1]
         if told is not None:
             told(targeted)
@@ -223,22 +224,20 @@ def _target_capped(campaign: Campaign, now: datetime, batch_size: int, told=None
             if not member_ids:
                 return targeted, holdout
             rows = _target_rows(campaign, member_ids, now)
-            CampaignTarget.objects.bulk_create(rows, ignore_conflicts=True)
+            rows_insert(CampaignTarget, rows, ignore_conflicts=True)
         targeted += len(rows)
-        holdout += sum(row.group == CampaignTarget.Group.HOLDOUT for row in rows)
+        holdout += sum(row["group"] == CampaignTarget.Group.HOLDOUT for row in rows)
         last_id = member_ids[-1]
         if told is not None:
             told(targeted)
 
 
-def _target_rows(campaign: Campaign, member_ids: list[int], now: datetime) -> list[CampaignTarget]:
+def _target_rows(campaign: Campaign, member_ids: list[int], now: datetime) -> list[dict]:
     return [
-        CampaignTarget(
-            campaign=campaign, member_id=member_id, targeted_at=now,
-            group=CampaignTarget.Group.HOLDOUT
-            if holdout_drawn(campaign_id=campaign.pk, holdout_pct=campaign.holdout_pct, member_id=member_id)
-            else CampaignTarget.Group.TREATED,
-        )
+        {"campaign_id": campaign.pk, "member_id": member_id, "targeted_at": now,
+         "group": CampaignTarget.Group.HOLDOUT
+         if holdout_drawn(campaign_id=campaign.pk, holdout_pct=campaign.holdout_pct, member_id=member_id)
+         else CampaignTarget.Group.TREATED}
         for member_id in member_ids
     ]
 

@@ -52,6 +52,7 @@ from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
 from core import metrics, platforms
+from core.bulk_sql import rows_insert
 from core.errors import ApplicationError, PlatformError
 from core.money import fen_to_yuan
 from core.platforms import PlatformRejected
@@ -167,7 +168,7 @@ def push_send(
 
 
 def pushes_write(*, pushes: list[Push], deliver: bool = False) -> list[Push]:
-    """Write many new pushes and their inbox copies: two bulk INSERTs, in the caller's
+    """Write many new pushes and their inbox copies: two INSERTs (``core.bulk_sql``), in the caller's
     transaction. Pushes whose event key exists already are left out (a rerun writes only
     what is missing); the ones written are returned, with their ids.
 
@@ -182,16 +183,20 @@ def pushes_write(*, pushes: list[Push], deliver: bool = False) -> list[Push]:
         push.title = push.title[:100]
         if push.next_attempt_at is None:
             push.next_attempt_at = timezone.now() + (FIRST_ATTEMPT_GRACE if deliver else timedelta(0))
+    fields = ("member_id", "event", "event_key", "title", "body", "link", "data", "next_attempt_at")
     with transaction.atomic():
-        created = Push.objects.bulk_create(new, batch_size=500)
-        InboxMessage.objects.bulk_create(
-            [InboxMessage(member_id=p.member_id, push=p, title=p.title, body=p.body, link=p.link) for p in created],
-            batch_size=500,
-        )
+        ids = dict((key, pk) for pk, key in rows_insert(
+            Push, [{name: getattr(push, name) for name in fields} for push in new], returning=("id", "event_key")
+        ))
+        for push in new:
+            push.pk = ids[push.event_key]
+        rows_insert(InboxMessage, [
+            {"member_id": p.member_id, "push_id": p.pk, "title": p.title, "body": p.body, "link": p.link} for p in new
+        ])
         if deliver:
-            ids = [p.pk for p in created]
-            transaction.on_commit(lambda: async_task("members.tasks.pushes_deliver", ids, broker=_broker()))
-    return created
+            pending = [p.pk for p in new]
+            transaction.on_commit(lambda: async_task("members.tasks.pushes_deliver", pending, broker=_broker()))
+    return new
 
 
 @functools.cache
