@@ -25,8 +25,8 @@ def _postgres() -> bool:
 
 
 class _Column:
-    def __init__(self, field: models.Field, now: datetime):
-        self.field, self.name = field, field.attname
+    def __init__(self, field: models.Field, now: datetime, postgres: bool):
+        self.field, self.name, self.postgres = field, field.attname, postgres
         self.column = connection.ops.quote_name(field.column)
         self.is_json = isinstance(field, models.JSONField)
         self.sql_type = "jsonb" if self.is_json else field.db_type(connection)
@@ -47,7 +47,7 @@ class _Column:
             return None
         if self.is_json:
             return json.dumps(value, cls=self.field.encoder)
-        if _postgres():
+        if self.postgres:
             return value
         if isinstance(value, datetime):
             return connection.ops.adapt_datetimefield_value(value)
@@ -67,7 +67,8 @@ def rows_insert(
     if not rows:
         return []
     now = timezone.now()
-    columns = [_Column(field, now) for field in model._meta.concrete_fields if not field.primary_key]
+    postgres = _postgres()
+    columns = [_Column(field, now, postgres) for field in model._meta.concrete_fields if not field.primary_key]
     table = connection.ops.quote_name(model._meta.db_table)
     names = ", ".join(column.column for column in columns)
     values = [[column.value(row) for column in columns] for row in rows]
@@ -75,7 +76,7 @@ def rows_insert(
     back = (" RETURNING " + ", ".join(connection.ops.quote_name(model._meta.get_field(name).column) for name in returning)
             if returning else "")
     with connection.cursor() as cursor:
-        if _postgres():
+        if postgres:
             arrays = ", ".join(f"%s::{column.sql_type}[]" for column in columns)
             cursor.execute(
                 f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}){conflict}{back}",

@@ -28,7 +28,7 @@ from members.ledger import MemberNotActive
 
 @dataclass
 class BulkIssue:
-    coupons: dict[int, Coupon] = field(default_factory=dict)  # member id → the coupon (new or issued before)
+    coupons: dict[int, int] = field(default_factory=dict)  # member id → the coupon's id (new or issued before)
     refused: dict[int, str] = field(default_factory=dict)  # member id → the error code
 
 
@@ -43,8 +43,7 @@ def coupons_issue_bulk(
     valid_from, valid_until = _validity(template, at)
     if valid_until <= at:
         raise TemplateEnded()
-    for coupon in Coupon.objects.filter(issue_key__in=list(keys.values())):
-        result.coupons[coupon.member_id] = coupon
+    result.coupons.update(Coupon.objects.filter(issue_key__in=list(keys.values())).values_list("member_id", "pk"))
     wanted = [member_id for member_id in keys if member_id not in result.coupons]
     active = set(Member.objects.filter(pk__in=wanted, status=Member.Status.ACTIVE).values_list("pk", flat=True))
     held = dict(
@@ -74,13 +73,7 @@ def coupons_issue_bulk(
     created = rows_insert(Coupon, rows, returning=("id", "member_id"))
     event = {"kind": CouponEvent.Kind.ISSUED, "created_at": at, "detail": {"via": via, **(detail or {})}}
     rows_insert(CouponEvent, [{"coupon_id": pk, **event} for pk, _ in created])
-    by_member = {row["member_id"]: row for row in rows}
-    for pk, member_id in created:
-        row = by_member[member_id]
-        result.coupons[member_id] = Coupon(
-            pk=pk, template=template, member_id=member_id, seq=row["seq"], code=row["code"], status=row["status"],
-            valid_from=valid_from, valid_until=valid_until, issued_via=via, issue_key=row["issue_key"], created_at=at,
-        )
+    result.coupons.update((member_id, pk) for pk, member_id in created)
     return result
 
 

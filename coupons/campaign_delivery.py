@@ -83,11 +83,9 @@ def _batch(campaign: Campaign, targets: dict[int, int], now: datetime) -> tuple[
         CampaignTarget.objects.filter(pk__in=list(targets), coupon__isnull=True).update(refused=exc.code[:64])
         return 0, len(targets)
     pushes_write(deliver=True, pushes=[
-        Push(
-            member_id=member_id, event=PUSH_EVENT, event_key=keys[member_id], title=campaign.message_title,
-            body=campaign.message_body, data={"campaign_id": campaign.pk, "coupon_id": coupon.pk},
-        )
-        for member_id, coupon in result.coupons.items()
+        {"member_id": member_id, "event": PUSH_EVENT, "event_key": keys[member_id], "title": campaign.message_title,
+         "body": campaign.message_body, "data": {"campaign_id": campaign.pk, "coupon_id": coupon_id}}
+        for member_id, coupon_id in result.coupons.items()
     ])
     issued_ids = [target_id for target_id, member_id in targets.items() if member_id in result.coupons]
     key_of_target = Concat(Value(f"campaign:{campaign.pk}:"), Cast(OuterRef("member_id"), CharField()))

@@ -167,36 +167,36 @@ def push_send(
     return push
 
 
-def pushes_write(*, pushes: list[Push], deliver: bool = False) -> list[Push]:
-    """Write many new pushes and their inbox copies: two INSERTs (``core.bulk_sql``), in the caller's
-    transaction. Pushes whose event key exists already are left out (a rerun writes only
-    what is missing); the ones written are returned, with their ids.
+def pushes_write(*, pushes: list[dict], deliver: bool = False) -> list[int]:
+    """Write many new pushes (dicts of Push fields: ``member_id``, ``event``, ``event_key``,
+    ``title``, ``body``, optionally ``link``, ``data``, ``next_attempt_at``) and their inbox
+    copies: two INSERTs (``core.bulk_sql``), in the caller's transaction. Pushes whose
+    event key exists already are left out (a rerun writes only what is missing); returns
+    the ids of those written.
 
     ``deliver``: one task after the commit sends them all (a campaign's batch); without,
     the every-minute sweep sends them once due (``next_attempt_at``).
     """
-    existing = set(Push.objects.filter(event_key__in=[p.event_key for p in pushes]).values_list("event_key", flat=True))
-    new = [p for p in pushes if p.event_key not in existing]
+    existing = set(Push.objects.filter(event_key__in=[p["event_key"] for p in pushes]).values_list("event_key", flat=True))
+    new = [dict(p) for p in pushes if p["event_key"] not in existing]
     if not new:
         return []
+    first_attempt = timezone.now() + (FIRST_ATTEMPT_GRACE if deliver else timedelta(0))
     for push in new:
-        push.title = push.title[:100]
-        if push.next_attempt_at is None:
-            push.next_attempt_at = timezone.now() + (FIRST_ATTEMPT_GRACE if deliver else timedelta(0))
-    fields = ("member_id", "event", "event_key", "title", "body", "link", "data", "next_attempt_at")
+        push["title"] = push["title"][:100]
+        push.setdefault("link", "")
+        push.setdefault("next_attempt_at", first_attempt)
     with transaction.atomic():
-        ids = dict((key, pk) for pk, key in rows_insert(
-            Push, [{name: getattr(push, name) for name in fields} for push in new], returning=("id", "event_key")
-        ))
-        for push in new:
-            push.pk = ids[push.event_key]
+        ids = dict((key, pk) for pk, key in rows_insert(Push, new, returning=("id", "event_key")))
         rows_insert(InboxMessage, [
-            {"member_id": p.member_id, "push_id": p.pk, "title": p.title, "body": p.body, "link": p.link} for p in new
+            {"member_id": p["member_id"], "push_id": ids[p["event_key"]], "title": p["title"], "body": p["body"],
+             "link": p["link"]}
+            for p in new
         ])
+        written = [ids[p["event_key"]] for p in new]
         if deliver:
-            pending = [p.pk for p in new]
-            transaction.on_commit(lambda: async_task("members.tasks.pushes_deliver", pending, broker=_broker()))
-    return new
+            transaction.on_commit(lambda: async_task("members.tasks.pushes_deliver", written, broker=_broker()))
+    return written
 
 
 @functools.cache

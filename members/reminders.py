@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import override
 
-from members.models import Lot, Member, Push
+from members.models import Lot, Member
 from members.pushes import pushes_write
 
 EVENT_EXPIRY_REMINDER = "expiry_reminder"
@@ -56,10 +56,10 @@ def _write(wanted: dict, now: datetime) -> int:
     new = []
     for key, row in wanted.items():
         title, body = _message(row["points"], row["day"])
-        new.append(Push(
-            member_id=row["member_id"], event=EVENT_EXPIRY_REMINDER, event_key=key, title=title, body=body,
-            data={"points": row["points"], "expires_on": row["day"].isoformat()}, next_attempt_at=now,
-        ))
+        new.append({
+            "member_id": row["member_id"], "event": EVENT_EXPIRY_REMINDER, "event_key": key, "title": title, "body": body,
+            "data": {"points": row["points"], "expires_on": row["day"].isoformat()}, "next_attempt_at": now,
+        })
     return len(pushes_write(pushes=new))
 
 
