@@ -37,3 +37,29 @@ class Progress:
         """End a terminal's bar line: at the end, and before another line is printed."""
         if self.tty and self.done:
             self.out.write("")
+
+
+class Bars:
+    """A job's ``progress`` callback for a command: a bar per phase, one after the other,
+    each made when its phase first reports (so it knows its total). Call as
+    ``bars(done, total)`` for a job of one phase, or ``bars(phase, done, total)``;
+    ``close()`` at the end (in a ``finally``)."""
+
+    def __init__(self, out: OutputWrapper, label: str = "", phases: dict[str, str] | None = None):
+        self.out, self.label, self.phases = out, label, phases or {}
+        self.bar: Progress | None = None
+        self.phase = None
+
+    def __call__(self, *args) -> None:
+        phase, done, total = args if len(args) == 3 else (None, *args)
+        if self.bar is None or phase != self.phase:
+            self.close()
+            name = self.phases.get(phase, phase) if phase is not None else ""
+            self.bar = Progress(self.out, ": ".join(part for part in (self.label, name) if part), total)
+            self.phase = phase
+        if total > 0:
+            self.bar.update(done, total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.end_line()

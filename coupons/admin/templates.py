@@ -175,37 +175,31 @@ class CouponAdmin(admin.ModelAdmin):
 
     @admin.action(description=gettext_lazy("Void the selected coupons"), permissions=["void"])
     def void(self, request, queryset):
-        coupons = list(queryset.order_by("pk")[: VOID_MAX_COUPONS + 1])
-        if len(coupons) > VOID_MAX_COUPONS:
-            self.message_user(request, gettext("Void at most %(max)d coupons at a time.") % {"max": VOID_MAX_COUPONS}, messages.ERROR)
-            return
-        voided, refused = 0, []
-        for coupon in coupons:
-            try:
-                services.coupon_void(coupon=coupon, reason="voided by staff", operator=request.user)
-                voided += 1
-            except ApplicationError as exc:
-                refused.append(f"{coupon.code}: {exc.code}")
-        if voided:
-            self.message_user(request, gettext("Voided %(n)d coupons.") % {"n": voided})
-        if refused:
-            self.message_user(request, gettext("Not voided: %(list)s") % {"list": ", ".join(refused)}, messages.WARNING)
+        self._each(request, queryset, lambda coupon: services.coupon_void(
+            coupon=coupon, reason="voided by staff", operator=request.user,
+        ), done=gettext("Voided %(n)d coupons."), not_done=gettext("Not voided: %(list)s"))
 
     @admin.action(description=gettext_lazy("Take back the selected points-mall coupons and give their points back"),
                   permissions=["void"])
     def refund_points(self, request, queryset):
+        self._each(request, queryset, lambda coupon: exchange_refunds.coupon_exchange_refund(
+            coupon=coupon, reason="taken back by staff", operator=request.user,
+        ), done=gettext("%(n)d coupons taken back, their points given back."), not_done=gettext("Not taken back: %(list)s"))
+
+    def _each(self, request, queryset, act, *, done: str, not_done: str) -> None:
+        """``act`` on each selected coupon (at most VOID_MAX_COUPONS), then say how many and which refused why."""
         coupons = list(queryset.order_by("pk")[: VOID_MAX_COUPONS + 1])
         if len(coupons) > VOID_MAX_COUPONS:
             self.message_user(request, gettext("Void at most %(max)d coupons at a time.") % {"max": VOID_MAX_COUPONS}, messages.ERROR)
             return
-        refunded, refused = 0, []
+        acted, refused = 0, []
         for coupon in coupons:
             try:
-                exchange_refunds.coupon_exchange_refund(coupon=coupon, reason="taken back by staff", operator=request.user)
-                refunded += 1
+                act(coupon)
+                acted += 1
             except ApplicationError as exc:
                 refused.append(f"{coupon.code}: {exc.code}")
-        if refunded:
-            self.message_user(request, gettext("%(n)d coupons taken back, their points given back.") % {"n": refunded})
+        if acted:
+            self.message_user(request, done % {"n": acted})
         if refused:
-            self.message_user(request, gettext("Not taken back: %(list)s") % {"list": ", ".join(refused)}, messages.WARNING)
+            self.message_user(request, not_done % {"list": ", ".join(refused)}, messages.WARNING)

@@ -10,30 +10,11 @@ from dataclasses import asdict
 from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import ApplicationError
-from core.progress import Progress
+from core.progress import Bars
 from coupons import campaigns
 from coupons.models import Campaign
 
 PHASES = {"target": "targeting", "deliver": "coupons and pushes"}
-
-
-class Bars:
-    """A bar per phase of a campaign's run, one after the other."""
-
-    def __init__(self, out, name: str):
-        self.out, self.name = out, name
-        self.bar, self.phase = None, None
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        if phase != self.phase:
-            self.close()
-            self.bar, self.phase = Progress(self.out, f"{self.name}: {PHASES.get(phase, phase)}", total), phase
-        if total:
-            self.bar.update(done, total)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.end_line()
 
 
 class Command(BaseCommand):
@@ -58,7 +39,7 @@ class Command(BaseCommand):
                 return
         failed = False
         for each in chosen:
-            bars = Bars(self.stdout, each.name)
+            bars = Bars(self.stdout, each.name, PHASES)
             try:
                 summary = campaigns.campaign_run(campaign=each, batch_size=batch_size, progress=bars)
             except ApplicationError as exc:

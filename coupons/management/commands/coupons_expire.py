@@ -6,7 +6,7 @@ Safe to run twice, and to interrupt: each batch is one transaction, and a coupon
 
 from django.core.management.base import BaseCommand, CommandError
 
-from core.progress import Progress
+from core.progress import Bars
 from coupons import services
 
 
@@ -19,17 +19,9 @@ class Command(BaseCommand):
     def handle(self, *args, batch_size, **options):
         if batch_size < 1:
             raise CommandError("--batch-size must be 1 or more")
-        bar = None
-
-        def progress(done: int, total: int) -> None:
-            nonlocal bar
-            if bar is None:
-                bar = Progress(self.stdout, "coupons expired", total)
-            bar.update(done, total)
-
+        bar = Bars(self.stdout, "coupons expired")
         try:
-            expired = services.coupons_expire_due(batch_size=batch_size, progress=progress)
+            expired = services.coupons_expire_due(batch_size=batch_size, progress=bar)
         finally:
-            if bar is not None:
-                bar.end_line()
+            bar.close()
         self.stdout.write(f"{expired} coupons expired." if expired else "No coupon is past its validity; nothing to do.")

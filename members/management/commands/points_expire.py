@@ -6,7 +6,7 @@ keys, so a second run expires only what the first did not reach.
 
 from django.core.management.base import BaseCommand, CommandError
 
-from core.progress import Progress
+from core.progress import Bars
 from members import ledger
 
 
@@ -19,17 +19,9 @@ class Command(BaseCommand):
     def handle(self, *args, batch_size, **options):
         if batch_size < 1:
             raise CommandError("--batch-size must be 1 or more")
-        bar = None
-
-        def progress(done: int, total: int) -> None:
-            nonlocal bar
-            if bar is None:
-                bar = Progress(self.stdout, "lots expired", total)
-            bar.update(done, total)
-
+        bar = Bars(self.stdout, "lots expired")
         try:
-            expired = ledger.points_expire_due(batch_size=batch_size, progress=progress)
+            expired = ledger.points_expire_due(batch_size=batch_size, progress=bar)
         finally:
-            if bar is not None:
-                bar.end_line()
+            bar.close()
         self.stdout.write(f"{expired} lots expired." if expired else "No lot is due; nothing to do.")

@@ -6,32 +6,11 @@ once the day's run is done, it does nothing.
 
 from django.core.management.base import BaseCommand, CommandError
 
-from core.progress import Progress
+from core.progress import Bars
 from members import segments
 from members.models import Segment, SegmentRun
 
 PHASES = dict(SegmentRun.Phase.choices)
-
-
-class PhaseBars:
-    """A progress bar per phase of the run, one after the other; counted in member ids."""
-
-    def __init__(self, out):
-        self.out = out
-        self.bar: Progress | None = None
-        self.phase = None
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        if total <= 0:
-            return  # a phase just began
-        if phase != self.phase:
-            self.close()
-            self.bar, self.phase = Progress(self.out, PHASES.get(phase, phase), total), phase
-        self.bar.update(done, total)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.end_line()
 
 
 class Command(BaseCommand):
@@ -43,7 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args, batch_size, **options):
         if batch_size < 1:
             raise CommandError("--batch-size must be 1 or more")
-        bar = PhaseBars(self.stdout)
+        bar = Bars(self.stdout, phases=PHASES)
         try:
             summary = segments.segments_tag(batch_size=batch_size, progress=bar)
         finally:
