@@ -152,8 +152,9 @@ class ShopperCouponExchangeApi(ShopperApiView):
                 "404": "coupon_template_not_found: no such coupon",
                 "409": "insufficient_points: the spendable balance is below the points price; coupon_quota_exhausted: "
                 "sold out; coupon_member_limit_reached: the shopper holds as many as one may; coupon_not_for_points: "
-                "not for sale for points; coupon_template_paused: not being issued now; coupon_template_ended: its "
-                "validity has ended; idempotency_conflict: the key was used for another coupon or by another shopper",
+                "not for sale for points; coupon_template_paused: not being issued now; coupon_not_on_sale_yet: its "
+                "window has not begun; coupon_template_ended: its validity has ended; idempotency_conflict: the key "
+                "was used for another coupon or by another shopper",
                 **AUTH_ERRORS,
                 "403": AUTH_ERRORS["403"] + "; member_not_active: banned or merged; merchant_not_active: the "
                 "issuing merchant is suspended",

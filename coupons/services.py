@@ -403,6 +403,12 @@ class TemplateNotFound(NotFound):
     code = "coupon_template_not_found"
 
 
+class NotOnSaleYet(Conflict):
+    """This coupon is not on sale yet."""
+
+    code = "coupon_not_on_sale_yet"
+
+
 class NotForPoints(Conflict):
     """This coupon is not for sale in the points mall."""
 
@@ -466,6 +472,11 @@ def coupon_exchange(*, member: Member, template: CouponTemplate, idempotency_key
         raise NotForPoints()
     if template.status != CouponTemplate.Status.ACTIVE:
         raise TemplatePaused()
+    if template.merchant_id is not None and not template.merchant.is_active:
+        # Whoever funds it, its stores are the merchant's: nowhere to use it.
+        raise ledger.MerchantNotActive(extra={"merchant": template.merchant_id})
+    if template.valid_from is not None and now < template.valid_from:
+        raise NotOnSaleYet(extra={"valid_from": template.valid_from.isoformat()})
     if template.total_quota is not None and template.issued_count >= template.total_quota:
         raise QuotaExhausted()  # sold out already: spare the wallet's lock (the UPDATE below decides)
     merchant = template.merchant if template.funded_by == CouponTemplate.FundedBy.MERCHANT else None
