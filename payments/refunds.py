@@ -102,7 +102,9 @@ def order_refund_request(
         if amount_fen > left:
             raise RefundExceedsOrder(extra={"refundable_fen": left})
         cash, points = _split(locked, amount_fen)
-        if cash == 0 and points == 0:
+        # Nothing to give back is refused, unless it is the rest of an order whose coupon
+        # paid for it: the full refund gives the coupon back (an order a voucher paid whole).
+        if cash == 0 and points == 0 and not (locked.coupon_id and amount_fen == left):
             raise ApplicationError("too small to refund anything", code="refund_too_small")
         number = locked.refunds.count() + 1
         refund = OrderRefund.objects.create(

@@ -147,7 +147,7 @@ class OrderRefundCreateApi(MerchantApiView):
         responses={
             201: OrderRefundSerializer,
             **merchant_error_responses(**{
-                "400": "validation_error; idempotency_key_required; refund_too_small: rounds to nothing",
+                "400": "validation_error; idempotency_key_required; refund_too_small: rounds to nothing (the rest of an order a coupon paid whole is accepted: it gives the coupon back)",
                 "404": "order_not_found: not this merchant's order",
                 "409": "order_not_refundable: not paid; refund_exceeds_order: more than what is left; idempotency_conflict: "
                 "the key was used for another amount",

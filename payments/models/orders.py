@@ -175,8 +175,11 @@ class OrderRefund(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=Q(amount_fen__gte=0) & Q(cash_fen__gte=0) & Q(points__gte=0) & (Q(cash_fen__gt=0) | Q(points__gt=0)),
-                name="order_refund_moves_something",
+                # Cash or points go back; or neither, for the rest of an order a coupon paid
+                # (its amount refunded gives the coupon back: payments.refunds).
+                condition=Q(amount_fen__gte=0) & Q(cash_fen__gte=0) & Q(points__gte=0)
+                & (Q(cash_fen__gt=0) | Q(points__gt=0) | Q(amount_fen__gt=0)),
+                name="order_refund_refunds_something",
             ),
             models.CheckConstraint(condition=Q(cash_fen__lte=F("amount_fen")) | Q(kind="late_payment"), name="order_refund_cash_within_amount"),
             models.UniqueConstraint(

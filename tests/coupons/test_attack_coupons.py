@@ -343,8 +343,6 @@ def test_a_partially_refunded_order_keeps_its_coupon_used(shop, member):
     assert_error(till(shop, coupon_code=coupon_code(coupon), store_code=shop.store.code, amount_fen=12_000), 409, "coupon_used")
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN GAP: an order paid entirely by a coupon (payable 0, no points) cannot be "
-                   "refunded (refund_too_small; an OrderRefund must move cash or points), so its coupon is not given back")
 def test_an_order_paid_entirely_by_a_voucher_can_be_refunded_to_give_the_coupon_back(shop, member):
     coupon, paid = _paid(shop, member, template=make_template(kind=CouponTemplate.Kind.VOUCHER), amount_fen=3_000)
     assert paid.payable_fen == 0 and paid.points_used == 0
