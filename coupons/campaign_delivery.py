@@ -21,6 +21,7 @@ from django.db.models import CharField, OuterRef, Subquery, Value
 from django.db.models.functions import Cast, Concat
 
 from core.errors import ApplicationError
+from core.jobs import deadline_check
 from coupons import services
 from coupons.bulk import coupons_issue_bulk
 from coupons.models import Campaign, CampaignTarget, Coupon
@@ -42,7 +43,7 @@ def waiting(campaign: Campaign):
     return CampaignTarget.objects.filter(campaign=campaign, group=CampaignTarget.Group.TREATED, coupon__isnull=True, refused="")
 
 
-def deliver(campaign: Campaign, now: datetime, batch_size: int, told=None) -> tuple[int, int]:
+def deliver(campaign: Campaign, now: datetime, batch_size: int, told=None, deadline=None) -> tuple[int, int]:
     """Deliver to every treated target still waiting; (issued, refused) by this run.
     ``told(done)`` after each batch."""
     pending = waiting(campaign).order_by("pk")
@@ -67,6 +68,7 @@ def deliver(campaign: Campaign, now: datetime, batch_size: int, told=None) -> tu
         last_id = batch[-1][0]
         if told is not None:
             told(issued + refused)
+        deadline_check(deadline)
 
 
 def _batch(campaign: Campaign, targets: dict[int, int], now: datetime) -> tuple[int, int]:

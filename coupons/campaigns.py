@@ -48,6 +48,7 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from core.bulk_sql import rows_insert
+from core.jobs import deadline_check
 from core.errors import Conflict
 from coupons import campaign_delivery
 from coupons.models import Campaign, CampaignTarget, Coupon, CouponTemplate
@@ -139,10 +140,13 @@ def campaign_segments_check(segments) -> list[str]:
 # --- the run ----------------------------------------------------------------------------
 
 
-def campaign_run(*, campaign: Campaign, at: datetime | None = None, batch_size: int = 1000, progress=None) -> RunSummary:
+def campaign_run(
+    *, campaign: Campaign, at: datetime | None = None, batch_size: int = 1000, progress=None, deadline=None,
+) -> RunSummary:
     """Target the campaign's audience and deliver to the treated group. Safe to rerun,
     concurrently too: see the module's docstring. ``progress(phase, done, total)``, when
-    given, is told after each batch ("target", then "deliver"; the totals cost a count)."""
+    given, is told after each batch ("target", then "deliver"; the totals cost a count);
+    past ``deadline`` (core.jobs) the run stops after a batch with DeadlinePassed."""
     now = at or timezone.now()
     campaign.refresh_from_db()
     campaign_running_check(campaign=campaign, at=now)
@@ -153,12 +157,12 @@ def campaign_run(*, campaign: Campaign, at: datetime | None = None, batch_size: 
         raise CampaignTemplateNotMerchants(extra={"campaign_id": campaign.pk})
     told = _progress_of(progress, "target", lambda: campaign_audience(campaign=campaign, at=now).count())
     if campaign.max_targets is None:
-        targeted, holdout = _target(campaign, now, batch_size, told)
+        targeted, holdout = _target(campaign, now, batch_size, told, deadline)
     else:
-        targeted, holdout = _target_capped(campaign, now, batch_size, told)
+        targeted, holdout = _target_capped(campaign, now, batch_size, told, deadline)
     if campaign.template.status == CouponTemplate.Status.ACTIVE:
         told = _progress_of(progress, "deliver", lambda: campaign_delivery.waiting(campaign).count())
-        issued, refused = campaign_delivery.deliver(campaign, now, batch_size, told)
+        issued, refused = campaign_delivery.deliver(campaign, now, batch_size, told, deadline)
     else:
         # A pause is for a while: the treated wait for their coupon (the next run after
         # the template is resumed), rather than each being refused it for good.
@@ -186,7 +190,7 @@ def campaign_running_check(*, campaign: Campaign, at: datetime) -> None:
         raise CampaignNotActive(extra={"status": campaign.status})
 
 
-def _target(campaign: Campaign, now: datetime, batch_size: int, told=None) -> tuple[int, int]:
+def _target(campaign: Campaign, now: datetime, batch_size: int, told=None, deadline=None) -> tuple[int, int]:
     audience = campaign_audience(campaign=campaign, at=now).order_by("pk").values_list("pk", flat=True)
     targeted = holdout = 0
     last_id = 0
@@ -202,9 +206,10 @@ def _target(campaign: Campaign, now: datetime, batch_size: int, told=None) -> tu
         last_id = member_ids[-1]
         if told is not None:
             told(targeted)
+        deadline_check(deadline)
 
 
-def _target_capped(campaign: Campaign, now: datetime, batch_size: int, told=None) -> tuple[int, int]:
+def _target_capped(campaign: Campaign, now: datetime, batch_size: int, told=None, deadline=None) -> tuple[int, int]:
     """As _target, never past max_targets in all: see the module's docstring.
 
     Under the lock, the targets of this campaign are written one batch at a time and
@@ -230,6 +235,7 @@ def _target_capped(campaign: Campaign, now: datetime, batch_size: int, told=None
         last_id = member_ids[-1]
         if told is not None:
             told(targeted)
+        deadline_check(deadline)
 
 
 def _target_rows(campaign: Campaign, member_ids: list[int], now: datetime) -> list[dict]:
@@ -256,14 +262,15 @@ def campaigns_due(*, at: datetime | None = None):
     ).order_by("pk")
 
 
-def campaigns_run_due(*, at: datetime | None = None) -> dict[int, RunSummary]:
-    """Run every active campaign within its window; mark those past their end ended."""
+def campaigns_run_due(*, at: datetime | None = None, deadline=None) -> dict[int, RunSummary]:
+    """Run every active campaign within its window; mark those past their end ended.
+    Past ``deadline`` it stops after a batch with DeadlinePassed (the next slice goes on)."""
     now = at or timezone.now()
     campaigns_end_due(at=now)
     summaries = {}
     for campaign in campaigns_due(at=now):
         try:
-            summaries[campaign.pk] = campaign_run(campaign=campaign, at=now)
+            summaries[campaign.pk] = campaign_run(campaign=campaign, at=now, deadline=deadline)
         except CampaignNotActive:
             continue  # paused or ended by staff since the query
         except CampaignTemplateNotMerchants:

@@ -22,6 +22,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
+from core.jobs import deadline_check
 from coupons.models import Coupon, CouponEvent, CouponRedemption, CouponTemplate
 from members import ledger
 from members.identity import member_active
@@ -362,7 +363,7 @@ def coupon_void(*, coupon: Coupon, reason: str, operator=None, at: datetime | No
     return coupon
 
 
-def coupons_expire_due(*, now: datetime | None = None, batch_size: int = EXPIRE_BATCH, progress=None) -> int:
+def coupons_expire_due(*, now: datetime | None = None, batch_size: int = EXPIRE_BATCH, progress=None, deadline=None) -> int:
     """Mark every issued coupon past its validity expired, a batch per transaction; how many.
 
     Each batch is one UPDATE of the rows it locked (on PostgreSQL, skipping rows a
@@ -390,6 +391,7 @@ def coupons_expire_due(*, now: datetime | None = None, batch_size: int = EXPIRE_
         expired += len(ids)
         if progress is not None:
             progress(expired, max(total, expired))
+        deadline_check(deadline)
 
 
 # --- the points mall ----------------------------------------------------------------

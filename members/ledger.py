@@ -23,6 +23,7 @@ from django.db.models import F, Max, Q, Sum
 from django.utils import timezone
 
 from core import metrics
+from core.jobs import deadline_check
 from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from members import ledger_sql
 from members.models import Account, Entry, Lot, Member, Merchant, PointsTransaction, ShortfallRecovery, Store
@@ -837,10 +838,11 @@ def points_expire_lot(*, lot: Lot, at: datetime | None = None) -> PointsTransact
     return _run(key=key, request_hash=request_hash, member_ids=[lot.member_id], body=body, at=at)
 
 
-def points_expire_due(*, at: datetime | None = None, batch_size: int = 500, progress=None) -> int:
+def points_expire_due(*, at: datetime | None = None, batch_size: int = 500, progress=None, deadline=None) -> int:
     """Expire every lot due at ``at`` (now), ``batch_size`` lots a transaction; how many.
 
-    ``progress(done, total)`` is told after each batch (the management command's bar).
+    ``progress(done, total)`` is told after each batch (the management command's bar);
+    past ``deadline`` (core.jobs) it stops after a batch with DeadlinePassed.
     A batch that meets a member being merged stops the run: the next run sees the truth.
     """
     now = at or timezone.now()
@@ -856,6 +858,7 @@ def points_expire_due(*, at: datetime | None = None, batch_size: int = 500, prog
         expired += done
         if progress is not None:
             progress(expired, max(total, expired))
+        deadline_check(deadline)
 
 
 def points_expire_due_batch(*, at: datetime | None = None, limit: int = 500) -> int:

@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import override
 
+from core.jobs import deadline_check
 from members.models import Lot, Member
 from members.pushes import pushes_write
 
@@ -65,7 +66,7 @@ def _write(wanted: dict, now: datetime) -> int:
 
 def expiry_reminders_send(
     *, at: datetime | None = None, within_days: int = REMINDER_WINDOW_DAYS, batch_size: int = 2000,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, deadline=None,
 ) -> ReminderRun:
     """Write a reminder for every (member, local day) with points expiring within ``within_days``."""
     now = at or timezone.now()
@@ -89,4 +90,5 @@ def expiry_reminders_send(
                     raise
         if progress is not None:
             progress(min(start + batch_size, len(member_ids)), len(member_ids))
+        deadline_check(deadline)
     return ReminderRun(members=len(member_ids), written=written)

@@ -57,6 +57,7 @@ from django.db.models import Case, CharField, Count, Max, Min, Q, Sum, Value, Wh
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from core.jobs import deadline_check
 from members.models import Member, MemberSegment, Segment, SegmentRun, SegmentSnapshot, Visit
 
 VISIT_KINDS = (Visit.Kind.CHECKIN, Visit.Kind.PURCHASE, Visit.Kind.PAYMENT)
@@ -100,7 +101,9 @@ class Rules:
     high_value_share_pct: int
 
 
-def segments_tag(*, at: datetime | None = None, batch_size: int = 5000, progress: Progress | None = None) -> SegmentsSummary:
+def segments_tag(
+    *, at: datetime | None = None, batch_size: int = 5000, progress: Progress | None = None, deadline=None,
+) -> SegmentsSummary:
     """Run (or finish) the segments run of ``at``'s local day. Safe to run twice."""
     at = at or timezone.now()
     run, _ = SegmentRun.objects.get_or_create(
@@ -115,6 +118,7 @@ def segments_tag(*, at: datetime | None = None, batch_size: int = 5000, progress
         batches += done > 0  # a step at 0 opened a phase
         if progress is not None:
             progress(phase, done, total)
+        deadline_check(deadline)
     run.refresh_from_db()
     return _summary(run, ran=True, batches=batches)
 

@@ -1,10 +1,12 @@
-"""Scheduled work on the ledger and the outbox. Thin and safe to run twice: the services are idempotent."""
+"""Scheduled work on the ledger and the outbox. Thin and safe to run twice: the services are idempotent.
+A long nightly run stops between batches at its slice's end and is queued again (core.jobs)."""
 
 import time
 
 from django.utils import timezone
 
 from core.errors import ApplicationError
+from core.jobs import run_in_slices
 from members import ledger, pushes, reminders, segments, spend
 
 BATCH = 500
@@ -16,13 +18,16 @@ def points_expire_due() -> int:
     """Expire every lot that reached its expiry, EXPIRE_BATCH lots a transaction (set-based:
     ``ledger.points_expire_due``). Killed half-way, the next run finishes the rest.
     Returns how many lots were expired."""
-    return ledger.points_expire_due(batch_size=EXPIRE_BATCH)
+    return run_in_slices(
+        "members.tasks.points_expire_due", lambda deadline: ledger.points_expire_due(batch_size=EXPIRE_BATCH, deadline=deadline)
+    )
 
 
 def expiry_reminders_send() -> int:
     """Remind members of points expiring within 30 days (one push per member and day).
     Returns how many reminders were written."""
-    return reminders.expiry_reminders_send().written
+    run = run_in_slices("members.tasks.expiry_reminders_send", lambda deadline: reminders.expiry_reminders_send(deadline=deadline))
+    return run.written if run is not None else None
 
 
 def points_release_due() -> int:
@@ -92,4 +97,5 @@ def pushes_deliver(push_ids: list[int]) -> int:
 def segments_tag_nightly() -> int:
     """Tag every member with a lifecycle segment; a rerun the same day finishes or does
     nothing. Returns how many members hold a segment."""
-    return segments.segments_tag().members
+    run = run_in_slices("members.tasks.segments_tag_nightly", lambda deadline: segments.segments_tag(deadline=deadline))
+    return run.members if run is not None else None
