@@ -16,6 +16,7 @@ from datetime import datetime
 
 from django.db import connection
 
+from core.bulk_sql import pg_execute
 from members.models import Account, Entry, Lot, PointsTransaction
 
 
@@ -38,23 +39,23 @@ def transactions_insert(*, rows: list[tuple[str, str, str, int, int, str]], at: 
     if not rows:
         return {}
     columns = "idempotency_key, request_hash, kind, member_id, points, reason, shortfall, reference, created_at"
-    with connection.cursor() as cursor:
-        if _postgres():
-            keys, hashes, kinds, members, points, reasons = (list(column) for column in zip(*rows, strict=True))
-            cursor.execute(
-                f"INSERT INTO {_table(PointsTransaction)} ({columns}) "
-                "SELECT k, h, kd, m, p, r, 0, '', %s FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], "
-                "%s::bigint[], %s::bigint[], %s::varchar[]) AS t(k, h, kd, m, p, r) RETURNING id, idempotency_key",
-                [at, keys, hashes, kinds, members, points, reasons],
-            )
-        else:
+    if _postgres():
+        found = pg_execute(
+            f"INSERT INTO {_table(PointsTransaction)} ({columns}) "
+            "SELECT k, h, kd, m, p, r, 0, '', %b FROM unnest(%b::varchar[], %b::varchar[], %b::varchar[], "
+            "%b::bigint[], %b::bigint[], %b::varchar[]) AS t(k, h, kd, m, p, r) RETURNING id, idempotency_key",
+            [at, *(list(column) for column in zip(*rows, strict=True))], fetch=True,
+        )
+    else:
+        with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {_table(PointsTransaction)} ({columns}) "
                 "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, 0, '', %s "
                 "FROM json_each(%s) RETURNING id, idempotency_key",
                 [_when(at), json.dumps(rows)],
             )
-        return {key: pk for pk, key in cursor.fetchall()}
+            found = cursor.fetchall()
+    return {key: pk for pk, key in found}
 
 
 def entries_insert(*, rows: list[tuple[int, int, int, int | None, int]], at: datetime) -> None:
@@ -62,34 +63,31 @@ def entries_insert(*, rows: list[tuple[int, int, int, int | None, int]], at: dat
     if not rows:
         return
     columns = "transaction_id, account_id, amount, lot_id, member_id, created_at"
+    if _postgres():
+        pg_execute(
+            f"INSERT INTO {_table(Entry)} ({columns}) "
+            "SELECT t, a, amt, l, m, %b FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], "
+            "%b::bigint[]) AS e(t, a, amt, l, m)",
+            [at, *(list(column) for column in zip(*rows, strict=True))],
+        )
+        return
     with connection.cursor() as cursor:
-        if _postgres():
-            txns, accounts, amounts, lots, members = (list(column) for column in zip(*rows, strict=True))
-            cursor.execute(
-                f"INSERT INTO {_table(Entry)} ({columns}) "
-                "SELECT t, a, amt, l, m, %s FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
-                "%s::bigint[]) AS e(t, a, amt, l, m)",
-                [at, txns, accounts, amounts, lots, members],
-            )
-        else:
-            cursor.execute(
-                f"INSERT INTO {_table(Entry)} ({columns}) "
-                "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, %s FROM json_each(%s)",
-                [_when(at), json.dumps(rows)],
-            )
+        cursor.execute(
+            f"INSERT INTO {_table(Entry)} ({columns}) "
+            "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, %s FROM json_each(%s)",
+            [_when(at), json.dumps(rows)],
+        )
 
 
 def lots_empty(*, lot_ids: list[int]) -> None:
     """Set ``remaining`` to 0 on these lots."""
     if not lot_ids:
         return
+    if _postgres():
+        pg_execute(f"UPDATE {_table(Lot)} SET remaining = 0 WHERE id = ANY(%b::bigint[])", [lot_ids])
+        return
     with connection.cursor() as cursor:
-        if _postgres():
-            cursor.execute(f"UPDATE {_table(Lot)} SET remaining = 0 WHERE id = ANY(%s::bigint[])", [lot_ids])
-        else:
-            cursor.execute(
-                f"UPDATE {_table(Lot)} SET remaining = 0 WHERE id IN (SELECT value FROM json_each(%s))", [json.dumps(lot_ids)]
-            )
+        cursor.execute(f"UPDATE {_table(Lot)} SET remaining = 0 WHERE id IN (SELECT value FROM json_each(%s))", [json.dumps(lot_ids)])
 
 
 def balances_add(*, deltas: dict[int, int]) -> None:
@@ -97,17 +95,17 @@ def balances_add(*, deltas: dict[int, int]) -> None:
     if not deltas:
         return
     table = _table(Account)
+    if _postgres():
+        pg_execute(
+            f"UPDATE {table} AS a SET balance = a.balance + d.delta "
+            "FROM unnest(%b::bigint[], %b::bigint[]) AS d(id, delta) WHERE a.id = d.id",
+            [list(deltas), list(deltas.values())],
+        )
+        return
     with connection.cursor() as cursor:
-        if _postgres():
-            cursor.execute(
-                f"UPDATE {table} AS a SET balance = a.balance + d.delta "
-                "FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) WHERE a.id = d.id",
-                [list(deltas), list(deltas.values())],
-            )
-        else:
-            cursor.execute(
-                f"UPDATE {table} SET balance = balance + d.delta "
-                "FROM (SELECT value ->> 0 AS id, value ->> 1 AS delta FROM json_each(%s)) AS d "
-                f"WHERE {table}.id = d.id",
-                [json.dumps(list(deltas.items()))],
-            )
+        cursor.execute(
+            f"UPDATE {table} SET balance = balance + d.delta "
+            "FROM (SELECT value ->> 0 AS id, value ->> 1 AS delta FROM json_each(%s)) AS d "
+            f"WHERE {table}.id = d.id",
+            [json.dumps(list(deltas.items()))],
+        )
