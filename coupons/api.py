@@ -17,7 +17,7 @@ from rest_framework.renderers import JSONRenderer
 
 from core.api import StrictCharField, StrictIntegerField, validated
 from core.errors import ApplicationError, NotFound
-from coupons import codes, services
+from coupons import codes, holds, services
 from coupons.holds import ORDER_KEY_PREFIX
 from coupons.models import Coupon, CouponTemplate
 from members import ledger
@@ -76,6 +76,9 @@ class CouponRedemptionOutputSerializer(serializers.Serializer):
     store_code = serializers.CharField(source="store.code")
     order_ref = serializers.CharField()
     redeemed_at = serializers.DateTimeField(source="created_at")
+    reversed_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the sale was cancelled or refunded in full: the coupon was given back. Null: in force.",
+    )
 
 
 class CouponRedemptionCreateApi(MerchantApiView):
@@ -149,6 +152,33 @@ class CouponRedemptionCreateApi(MerchantApiView):
             )
         body = JSONRenderer().render(CouponRedemptionOutputSerializer(replay).data)
         return HttpResponse(body, status=201, content_type="application/json")
+
+
+CANCEL_KEY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="Accepted like on every POST, and not needed: cancelling twice answers the same.",
+)
+
+
+class CouponRedemptionCancelApi(MerchantApiView):
+    @extend_schema(
+        operation_id="coupon_redemptions_cancel",
+        summary="Cancel a sale a coupon was used on: the shopper gets the coupon back",
+        description="For a sale cancelled or refunded in full at the till. The coupon is issued again (within its "
+        "validity the shopper can use it again) and its discount leaves the settlement. A coupon used on an order "
+        "(paid by scanning the shop's QR) is given back by refunding the order in full instead. Cancelling twice "
+        "answers the same.\n\n撤销使用了优惠券的交易（整单取消或全额退款）：优惠券退回给顾客，优惠金额不再计入结算。",
+        request=None,
+        parameters=[CANCEL_KEY_HEADER],
+        responses={200: CouponRedemptionOutputSerializer, **merchant_error_responses(**{
+            "404": "coupon_redemption_not_found: not one of this merchant's coupon redemptions",
+            "409": "coupon_redemption_of_an_order: used on an order; refund the order instead",
+        })},
+        tags=["coupons"],
+    )
+    def post(self, request, redemption_id: int):
+        redemption = holds.coupon_redemption_cancel(merchant=request.user.merchant, redemption_id=redemption_id)
+        return HttpResponse(JSONRenderer().render(CouponRedemptionOutputSerializer(redemption).data), content_type="application/json")
 
 
 def _coupon_presented(caller, data: dict) -> tuple[Coupon, str]:

@@ -17,7 +17,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from core.errors import Conflict
+from core.errors import Conflict, NotFound
 from coupons.models import Coupon, CouponEvent, CouponRedemption, CouponTemplate
 from coupons.services import (
     CouponNotFound,
@@ -170,6 +170,37 @@ def coupon_redemption_reverse(*, redemption: CouponRedemption, reason: str, at: 
         )
     redemption.reversed_at = at
     return True
+
+
+class RedemptionNotFound(NotFound):
+    """No such coupon redemption at this merchant."""
+
+    code = "coupon_redemption_not_found"
+
+
+class RedemptionOfAnOrder(Conflict):
+    """This coupon was used on an order: refund the order to give it back."""
+
+    code = "coupon_redemption_of_an_order"
+
+
+def coupon_redemption_cancel(*, merchant, redemption_id: int, at: datetime | None = None) -> CouponRedemption:
+    """The till cancels a sale it used a coupon on: the coupon is given back and the
+    discount leaves settlement. Only the merchant's own till redemptions (an order's is
+    given back by refunding the order); cancelling twice answers the same."""
+    now = at or timezone.now()
+    redemption = None
+    if 0 < redemption_id < 2**63:
+        redemption = CouponRedemption.objects.select_related("coupon__template", "store").filter(
+            pk=redemption_id, merchant=merchant
+        ).first()
+    if redemption is None:
+        raise RedemptionNotFound()
+    if redemption.authorised_by == AUTHORISED_BY_ORDER:
+        raise RedemptionOfAnOrder(extra={"order_ref": redemption.order_ref})
+    coupon_redemption_reverse(redemption=redemption, reason="cancelled at the till", at=now)
+    redemption.refresh_from_db(fields=["reversed_at"])
+    return redemption
 
 
 def coupon_order_refunded(*, order, at: datetime) -> bool:

@@ -24,6 +24,8 @@ merchant_api = [
     path("api/v1/reports/daily/", payments_api.DailyReportApi.as_view(), name="api-reports-daily"),
     path("api/v1/settlements/", payments_api.SettlementApi.as_view(), name="api-settlements"),
     path("api/v1/coupon-redemptions/", coupons_api.CouponRedemptionCreateApi.as_view(), name="api-coupon-redemptions"),
+    path("api/v1/coupon-redemptions/<int:redemption_id>/cancel/", coupons_api.CouponRedemptionCancelApi.as_view(),
+         name="api-coupon-redemption-cancel"),
     path("api/v1/campaigns/", campaigns_api.CampaignListApi.as_view(), name="api-campaigns"),
     path("api/v1/campaigns/<int:campaign_id>/", campaigns_api.CampaignDetailApi.as_view(), name="api-campaign"),
     path("api/v1/campaigns/<int:campaign_id>/cancel/", campaigns_api.CampaignCancelApi.as_view(), name="api-campaign-cancel"),

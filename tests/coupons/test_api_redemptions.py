@@ -248,3 +248,50 @@ def test_without_an_api_key_is_401(template, member):
     response = Api(None).post(PATH, {"store_code": "x", "amount_fen": 1})
 
     assert_error(response, 401, "not_authenticated")
+
+
+# --- cancelling at the till -------------------------------------------------------------------
+
+
+def _settlement(shop) -> dict:
+    from django.utils import timezone
+
+    return shop.api.get("/api/v1/settlements/", {"period": timezone.localdate().strftime("%Y-%m")}).json()
+
+
+def test_a_cancelled_sale_gives_the_coupon_back_and_takes_the_discount_out_of_settlement(shop, member):
+    coupon = issue(make_template(), member)  # the mall's: the mall owes the discount
+    body = redeem(shop.api, coupon_code=coupon_code(coupon), store_code=shop.store.code, amount_fen=12_000).json()
+    assert _settlement(shop)["coupons_mall_funded_fen"] == 2_000
+
+    first = shop.api.post(f"{PATH}{body['id']}/cancel/")
+    again = shop.api.post(f"{PATH}{body['id']}/cancel/")
+
+    assert first.status_code == again.status_code == 200, first.content
+    assert first.json()["reversed_at"] and first.json()["reversed_at"] == again.json()["reversed_at"]
+    coupon.refresh_from_db()
+    assert coupon.status == Coupon.Status.ISSUED and coupon.redeemed_store is None
+    assert coupon.events.filter(kind=CouponEvent.Kind.RELEASED).count() == 1
+    assert _settlement(shop)["coupons_mall_funded_fen"] == 0
+    # Given back, it is used again: a second redemption in force.
+    again = redeem(shop.api, coupon_code=coupon_code(coupon), store_code=shop.store.code, amount_fen=12_000, key="second")
+    assert again.status_code == 201 and CouponRedemption.objects.filter(coupon=coupon, reversed_at=None).count() == 1
+
+
+def test_another_merchants_redemption_cannot_be_cancelled(shop, template, member):
+    body = redeem(shop.api, coupon_code=coupon_code(issue(template, member)), store_code=shop.store.code, amount_fen=12_000).json()
+    other = build_shop()
+
+    assert_error(other.api.post(f"{PATH}{body['id']}/cancel/"), 404, "coupon_redemption_not_found")
+    assert_error(shop.api.post(f"{PATH}{2**63}/cancel/"), 404, "coupon_redemption_not_found")
+    assert CouponRedemption.objects.get(pk=body["id"]).reversed_at is None
+
+
+def test_an_orders_redemption_is_given_back_by_refunding_the_order_not_at_the_till(shop, template, member):
+    from coupons.holds import AUTHORISED_BY_ORDER
+
+    body = redeem(shop.api, coupon_code=coupon_code(issue(template, member)), store_code=shop.store.code, amount_fen=12_000).json()
+    CouponRedemption.objects.filter(pk=body["id"]).update(authorised_by=AUTHORISED_BY_ORDER, order_ref="P1")
+
+    assert_error(shop.api.post(f"{PATH}{body['id']}/cancel/"), 409, "coupon_redemption_of_an_order")
+    assert CouponRedemption.objects.get(pk=body["id"]).reversed_at is None
