@@ -84,6 +84,7 @@ EVENTS = {
     EVENT_CHECKIN: "Check-in",
     "expiry_reminder": "Points expiry reminder",
     "wake_up": "Wake-up",
+    "tier_upgraded": "Tier upgrade",
 }
 
 # WeChat allows customer-service messages for 48 hours after the follower's last message or event.

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from core.errors import ApplicationError
 from core.jobs import run_in_slices
-from members import ledger, pushes, reminders, segments, spend
+from members import ledger, pushes, reminders, segments, spend, tiers
 
 BATCH = 500
 # Due lots expired in one transaction (one lock statement, bulk writes).
@@ -99,3 +99,10 @@ def segments_tag_nightly() -> int:
     nothing. Returns how many members hold a segment."""
     run = run_in_slices("members.tasks.segments_tag_nightly", lambda deadline: segments.segments_tag(deadline=deadline))
     return run.members if run is not None else None
+
+
+def tiers_review_nightly() -> int:
+    """Recompute every member's 12-month spend, move them up, and down after the grace
+    period; a rerun the same day finishes or does nothing. Returns the day's tier changes."""
+    run = run_in_slices("members.tasks.tiers_review_nightly", lambda deadline: tiers.tiers_review(deadline=deadline))
+    return run.upgrades + run.downgrades if run is not None else None

@@ -255,6 +255,9 @@ LAPSED_AFTER_DAYS = env_int("LAPSED_AFTER_DAYS", 120)
 SEGMENT_LOYAL_MONTHS = env_int("SEGMENT_LOYAL_MONTHS", 3)
 SEGMENT_OCCASIONAL_MIN_VISITS = env_int("SEGMENT_OCCASIONAL_MIN_VISITS", 2)
 SEGMENT_HIGH_VALUE_SHARE_PCT = env_int("SEGMENT_HIGH_VALUE_SHARE_PCT", 20)
+# Tiers (members/tiers.py): a member whose 12-month spend fell below their tier keeps it
+# this many days after the nightly review first saw it so, then moves down.
+TIER_GRACE_DAYS = env_int("TIER_GRACE_DAYS", 90)
 # Merchants' campaigns (coupons/merchant_campaigns.py): an audience below the minimum is
 # refused and every figure a merchant sees is of at least that many members; at most
 # this many members a campaign, this many pending or active at once, and this many

@@ -7,16 +7,20 @@ from core.api import api_not_found
 from coupons import api as coupons_api
 from coupons import api_merchant as campaigns_api
 from members.api import merchant as members_api
+from payments.api import backoffice as backoffice_api
 from payments.api import orders as orders_api
 from payments.api import sales as payments_api
 
 merchant_api = [
-    path("api/v1/purchases/", payments_api.PurchaseCreateApi.as_view(), name="api-purchases"),
+    path("api/v1/purchases/", backoffice_api.PurchaseListCreateApi.as_view(), name="api-purchases"),
     path("api/v1/purchases/<int:purchase_id>/", payments_api.PurchaseDetailApi.as_view(), name="api-purchase"),
     path("api/v1/purchases/<int:purchase_id>/refunds/", payments_api.PurchaseRefundCreateApi.as_view(), name="api-purchase-refunds"),
-    path("api/v1/redemptions/", payments_api.RedemptionCreateApi.as_view(), name="api-redemptions"),
+    path("api/v1/redemptions/", backoffice_api.RedemptionListCreateApi.as_view(), name="api-redemptions"),
     path("api/v1/redemptions/<int:redemption_id>/", payments_api.RedemptionDetailApi.as_view(), name="api-redemption"),
     path("api/v1/redemptions/<int:redemption_id>/refunds/", payments_api.RedemptionRefundCreateApi.as_view(), name="api-redemption-refunds"),
+    path("api/v1/purchase-refunds/", backoffice_api.PurchaseRefundListApi.as_view(), name="api-purchase-refunds-list"),
+    path("api/v1/redemption-refunds/", backoffice_api.RedemptionRefundListApi.as_view(), name="api-redemption-refunds-list"),
+    path("api/v1/order-refunds/", backoffice_api.OrderRefundListApi.as_view(), name="api-order-refunds-list"),
     path("api/v1/orders/", orders_api.OrderCreateApi.as_view(), name="api-orders"),
     path("api/v1/orders/<str:out_trade_no>/", orders_api.OrderDetailApi.as_view(), name="api-order"),
     path("api/v1/orders/<str:out_trade_no>/refunds/", orders_api.OrderRefundCreateApi.as_view(), name="api-order-refunds"),

@@ -24,7 +24,7 @@ from core.errors import ApplicationError, Conflict, NotFound, PlatformError
 from core.platforms import PlatformRejected
 from core.money import fen_to_yuan
 from coupons import holds
-from members import ledger, pushes
+from members import ledger, pushes, tiers
 from members.identity import member_active, member_for_identity
 from members.models import Identity, Lot, Member, Store, Visit
 from members.services import visit_record
@@ -302,6 +302,7 @@ def _paid(order: Order, *, payment: Payment | None, now: datetime) -> None:
     member = member_active(member)  # merged since the order was made: the member it lives on as
     visit_record(member=member, plaza=order.store.plaza, store=order.store, kind=Visit.Kind.PAYMENT, amount_fen=order.amount_fen, at=now)
     _push_paid(order, member=member, earned=earned)
+    tiers.tier_spend_record(member=member, amount_fen=order.amount_fen, at=fields["paid_at"])
 
 
 def _push_paid(order: Order, *, member: Member, earned: int) -> None:

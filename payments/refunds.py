@@ -22,7 +22,7 @@ from core.errors import ApplicationError, Conflict, PlatformError
 from core.links import public_base
 from core.platforms import PlatformRejected
 from coupons import holds
-from members import ledger
+from members import ledger, tiers
 from payments import gateways
 from payments.orders import notify_url
 from payments.gateways import RefundRequest, RefundResult, RefundState
@@ -194,6 +194,9 @@ def refund_settle(
                     original=order.points_hold, points=refund.points, idempotency_key=f"refund:{refund.out_refund_no}:points",
                     reason="order refund", at=now,
                 )
+            if order.member_id and order.paid_at:
+                # The refunded part no longer counts towards the member's tier (never a downgrade here).
+                tiers.tier_spend_refund(member=order.member, amount_fen=refund.amount_fen, sold_at=order.paid_at, at=now)
         OrderRefund.objects.filter(pk=refund.pk).update(**fields)
         OrderEvent.objects.create(order=order, kind="refunded", created_at=now,
                                   detail={"out_refund_no": refund.out_refund_no, "cash_fen": refund.cash_fen, "points": refund.points})

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from core.errors import ApplicationError, Conflict, NotFound
-from members import ledger, pushes, spend
+from members import ledger, pushes, spend, tiers
 from members.models import Member, Merchant, Store, Visit
 from members.services import visit_record
 from payments.models import ApiRequest, Purchase, PurchaseRefund, Redemption, RedemptionRefund
@@ -145,6 +145,8 @@ def purchase_record(
             raise DuplicateOrderRef(extra={"order_ref": order_ref}) from None
         visit_record(member=purchase.member, plaza=store.plaza, store=store, kind=Visit.Kind.PURCHASE, amount_fen=amount_fen, at=earn.created_at)
         pushes.push_points_earned(member=purchase.member, store=store, earn=earn, amount_fen=amount_fen)
+        if member_present:
+            tiers.tier_spend_record(member=purchase.member, amount_fen=amount_fen, at=earn.created_at)
         return purchase
 
 
@@ -160,6 +162,8 @@ def purchase_refund(*, purchase: Purchase, amount_fen: int, idempotency_key: str
             return existing
         refund = PurchaseRefund.objects.create(purchase=purchase, amount_fen=amount_fen, reversal=reversal, created_at=reversal.created_at)
         Purchase.objects.filter(pk=purchase.pk).update(refunded_fen=F("refunded_fen") + amount_fen)
+        if purchase.member_present:
+            tiers.tier_spend_refund(member=purchase.member, amount_fen=amount_fen, sold_at=purchase.created_at, at=reversal.created_at)
         return refund
 
 

@@ -45,5 +45,6 @@ def _mall_defaults_ensure():
         importlib.import_module("members.migrations.0010_order_holds_partner_accounts").escrow_account(apps, None)
         importlib.import_module("payments.migrations.0004_orders").forwards(apps, None)
         importlib.import_module("members.migrations.0012_segments").forwards(apps, None)
+        importlib.import_module("members.migrations.0013_tiers").forwards(apps, None)
         importlib.import_module("coupons.migrations.0002_expiry_schedule").forwards(apps, None)
         importlib.import_module("coupons.migrations.0003_campaigns").forwards(apps, None)

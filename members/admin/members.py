@@ -31,6 +31,7 @@ from members.models import (
     Lot,
     Member,
     Tier,
+    TierChange,
 )
 
 # --- tiers and members ------------------------------------------------------------
@@ -79,6 +80,17 @@ class MemberLotInline(ReadOnlyInline):
         )
 
 
+class TierChangeInline(ReadOnlyInline):
+    model = TierChange
+    fk_name = "member"
+    fields = ["created_at", "from_tier", "to_tier", "reason", "spend_fen"]
+    show_change_link = False
+    verbose_name_plural = "tier changes (latest first)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("from_tier", "to_tier")
+
+
 class AdjustPointsForm(forms.Form):
     # A uuid4 per rendered form: the key adjust:<token>:<member> turns a second
     # submission of the same form into a replay of the first, not a second adjustment.
@@ -116,7 +128,7 @@ class MemberAdmin(LargeTableAdmin):
         "last_visit_at",
         "last_visit_plaza",
     ]
-    inlines = [IdentityInline, MemberLotInline]
+    inlines = [IdentityInline, MemberLotInline, TierChangeInline]
     actions = ["adjust_points"]
 
     def get_queryset(self, request):

@@ -4,6 +4,7 @@ from members.models.pushes import InboxMessage, MiniappSubscription, Push, PushT
 from members.models.segments import MemberSegment, Segment, SegmentRun, SegmentSnapshot
 from members.models.spend import MemberCodeScan, SpendAuthorization
 from members.models.tenants import Merchant, MerchantApiKey, Plaza, Store
+from members.models.tiers import TierChange, TierRun
 
 __all__ = [
     "Account",
@@ -29,5 +30,7 @@ __all__ = [
     "SpendAuthorization",
     "Store",
     "Tier",
+    "TierChange",
+    "TierRun",
     "Visit",
 ]

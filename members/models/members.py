@@ -63,6 +63,15 @@ class Member(models.Model):
     join_plaza = models.ForeignKey(Plaza, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     last_visit_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_visit_plaza = models.ForeignKey(Plaza, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # Qualifying spend (shopper present, refunds taken off) of the local calendar month of
+    # the last sale and the 11 before it, in fen: the sum of ``tier_spend_months``, which
+    # holds those months' totals as {"2025-03": fen}. Kept by members.tiers on each sale
+    # and refund, recomputed from the sales each night.
+    tier_spend_fen = models.BigIntegerField(default=0)
+    tier_spend_months = models.JSONField(default=dict, blank=True)
+    # Since when (the nightly review that first saw it) the spend is below the tier's
+    # threshold: the grace period of a downgrade runs from here. Null while it is not.
+    tier_below_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -129,12 +129,12 @@ def test_the_merchant_operations_need_no_csrf_token(shop, member):
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("get", "/api/v1/purchases/"),
+        ("patch", "/api/v1/purchases/"),
         ("put", "/api/v1/purchases/"),
         ("delete", "/api/v1/purchases/1/"),
         ("patch", "/api/v1/purchases/1/"),
         ("get", "/api/v1/purchases/1/refunds/"),
-        ("get", "/api/v1/redemptions/"),
+        ("put", "/api/v1/redemptions/"),
         ("delete", "/api/v1/redemptions/1/"),
         ("post", "/api/v1/members/lookup/"),
         ("post", "/api/v1/reports/daily/"),
