@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "coupons",
     "payments",
     "bots",
+    "backoffice",
 ]
 
 MIDDLEWARE = [
@@ -217,6 +218,9 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
+# Admin messages live in the session, not in a cookie: a message may carry a secret shown
+# once (a merchant's new API key), and a signed cookie is readable by whoever holds it.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 # --- Internationalisation ---------------------------------------------------------
 
@@ -286,6 +290,9 @@ MERCHANT_MALL_POINTS_DAILY_CAP = env_int("MERCHANT_MALL_POINTS_DAILY_CAP", 100_0
 # shopper confirms in the app (a redemption token, valid this many seconds).
 REDEEM_CODE_MAX_POINTS = env_int("REDEEM_CODE_MAX_POINTS", 5000)
 REDEMPTION_TOKEN_TTL_SECONDS = env_int("REDEMPTION_TOKEN_TTL_SECONDS", 120)
+# Staff roles (members/roles.py): the most points one adjustment in the admin may move,
+# either way, for anyone but an operator (customer service, mainly).
+CS_ADJUST_MAX_POINTS = env_int("CS_ADJUST_MAX_POINTS", 500)
 # Orders paid by scanning a shop's QR (payments/orders.py): how long one can be paid
 # (sent to the platform as time_expire; the schedule closes it after), and the largest
 # notification body read (a platform's are a few KB).

@@ -41,6 +41,7 @@ urlpatterns = [
     path("readyz", ops.readyz, name="readyz"),
     path("metrics", ops.metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    path("merchant/", include("backoffice.urls", namespace="merchant")),  # the tenants' admin
     *merchant_api,
     path("api/mp/v1/orders/", include("payments.urls_mp")),
     path("api/mp/v1/coupons/", include("coupons.urls_mp")),

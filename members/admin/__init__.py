@@ -8,4 +8,4 @@ facet counts, sorted only on indexed columns, and searched by whole values that
 each hit an index: the admin's default icontains search would scan them.
 """
 
-from members.admin import ledger, members, pushes, segments, tenants  # noqa: F401  (registers the pages)
+from members.admin import ledger, members, pushes, segments, staff, tenants  # noqa: F401  (registers the pages)

@@ -8,7 +8,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from members import services
+from members import roles, services
 from members.models import (
     Identity,
     Member,
@@ -76,6 +76,17 @@ class ReadOnlyMixin:
         # All of them, including the non-editable ones a view-only form would leave out.
         shown = self.fields or [field.name for field in self.model._meta.fields]
         return [*shown, *(name for name in self.readonly_fields if name not in shown)]
+
+
+class PlazaScopedMixin:
+    """For plaza managers (members.roles.plaza_scope): only the rows of their plazas, in
+    the list, the search, the autocomplete and behind every object URL (another plaza's
+    object is not found). Subclasses define ``scope_to_plazas(queryset, plaza_ids)``."""
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        plaza_ids = roles.plaza_scope(request.user)
+        return queryset if plaza_ids is None else self.scope_to_plazas(queryset, plaza_ids)
 
 
 class ReadOnlyInline(ReadOnlyMixin, admin.TabularInline):

@@ -10,6 +10,7 @@ from members import ledger
 from members.admin.base import (
     LargeTableAdmin,
     MerchantFilter,
+    PlazaScopedMixin,
     ReadOnlyInline,
     ReadOnlyMixin,
     changelist_link,
@@ -160,7 +161,7 @@ class LotAdmin(ReadOnlyMixin, LargeTableAdmin):
 
 
 @admin.register(Visit)
-class VisitAdmin(ReadOnlyMixin, LargeTableAdmin):
+class VisitAdmin(PlazaScopedMixin, ReadOnlyMixin, LargeTableAdmin):
     list_display = ["id", "occurred_at", "kind", "member", "plaza", "store", "amount_fen"]
     list_select_related = ["member", "plaza", "store"]
     list_filter = ["kind", "plaza", "occurred_at"]
@@ -170,3 +171,6 @@ class VisitAdmin(ReadOnlyMixin, LargeTableAdmin):
 
     def search_q(self, term):
         return Q(member_id__in=member_ids_matching(term))
+
+    def scope_to_plazas(self, queryset, plaza_ids):
+        return queryset.filter(plaza_id__in=plaza_ids)

@@ -18,11 +18,12 @@ from django.utils import timezone
 from django.utils.http import urlencode
 
 from core.errors import ApplicationError
-from members import ledger, services
+from members import ledger, roles, services
 from members.admin.base import (
     ADJUST_MAX_MEMBERS,
     ADJUST_POINTS_PERMISSION,
     LargeTableAdmin,
+    PlazaScopedMixin,
     ReadOnlyInline,
     member_ids_matching,
 )
@@ -101,7 +102,7 @@ class AdjustPointsForm(forms.Form):
 
 
 @admin.register(Member)
-class MemberAdmin(LargeTableAdmin):
+class MemberAdmin(PlazaScopedMixin, LargeTableAdmin):
     list_display = ["member_no", "phone_masked", "tier", "status", "points_balance", "last_visit_at"]
     list_select_related = ["tier"]
     list_filter = ["status", "tier", "join_channel", "join_plaza", "last_visit_at"]
@@ -117,6 +118,7 @@ class MemberAdmin(LargeTableAdmin):
     readonly_fields = [
         "member_no",
         "phone",
+        "phone_masked",
         "status",
         "merged_into",
         "points_balance",
@@ -136,6 +138,20 @@ class MemberAdmin(LargeTableAdmin):
 
     def search_q(self, term):
         return Q(pk__in=member_ids_matching(term))
+
+    def scope_to_plazas(self, queryset, plaza_ids):
+        # A plaza's members: those who joined there and those who last came there.
+        return queryset.filter(Q(join_plaza_id__in=plaza_ids) | Q(last_visit_plaza_id__in=plaza_ids))
+
+    def get_fieldsets(self, request, obj=None):
+        # The list always masks phones; the page shows them whole only to the roles that call shoppers.
+        fieldsets = super().get_fieldsets(request, obj)
+        if roles.phone_visible(request.user):
+            return fieldsets
+        return [
+            (name, {**options, "fields": ["phone_masked" if f == "phone" else f for f in options["fields"]]})
+            for name, options in fieldsets
+        ]
 
     def has_add_permission(self, request):
         return False  # members join through a channel (services.member_create), never by hand
@@ -224,6 +240,12 @@ class MemberAdmin(LargeTableAdmin):
         return TemplateResponse(request, "admin/members/member/adjust_points.html", context)
 
     def _adjust(self, request, members, *, token, points, reason) -> bool:
+        # Anyone but an operator moves at most CS_ADJUST_MAX_POINTS a member at a time.
+        try:
+            roles.adjust_points_check(user=request.user, points=points)
+        except ApplicationError as exc:
+            self.message_user(request, f"{exc.code} — {exc.message}", messages.ERROR)
+            return False
         # Each member is its own ledger transaction; a failure leaves that member as it
         # was, and a resubmission replays the ones that went through.
         done = True

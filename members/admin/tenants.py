@@ -12,9 +12,10 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, gettext_lazy
 
 from core.errors import ApplicationError
-from members import auth, services, views
+from members import auth, roles, services, views
 from members.admin.base import (
     ISSUE_KEYS_MAX_MERCHANTS,
+    PlazaScopedMixin,
     ReadOnlyInline,
     ReadOnlyMixin,
     changelist_link,
@@ -73,7 +74,7 @@ class PrintQrMixin:
 
 
 @admin.register(Plaza)
-class PlazaAdmin(PrintQrMixin, admin.ModelAdmin):
+class PlazaAdmin(PlazaScopedMixin, PrintQrMixin, admin.ModelAdmin):
     list_display = ["code", "name", "city", "is_active", "created_at", "print_qr_link", "checkin_screen_link"]
     list_filter = ["is_active", "city"]
     search_fields = ["code", "name"]
@@ -90,6 +91,9 @@ class PlazaAdmin(PrintQrMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # members, stores and visits point at it: deactivate instead
+
+    def scope_to_plazas(self, queryset, plaza_ids):
+        return queryset.filter(pk__in=plaza_ids)
 
     def print_qr_response(self, request, plazas):
         # Printed links expire: staff choose for how long (?days=, or the action's form again).
@@ -120,7 +124,8 @@ class PlazaAdmin(PrintQrMixin, admin.ModelAdmin):
         return request.user.has_perm("members.show_checkin_screen") or self.has_change_permission(request, obj)
 
     def _screen_plaza(self, request, object_id) -> Plaza:
-        plaza = get_object_or_404(Plaza, pk=object_id, is_active=True)
+        # A plaza manager shows their own plazas' code only: another's would check in from afar.
+        plaza = get_object_or_404(self.get_queryset(request), pk=object_id, is_active=True)
         if not self.has_checkin_screen_permission(request, plaza):
             raise PermissionDenied
         return plaza
@@ -161,6 +166,12 @@ class StoreInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def get_queryset(self, request):
+        # A merchant with stores in several plazas: a plaza manager sees theirs only.
+        queryset = super().get_queryset(request)
+        plaza_ids = roles.plaza_scope(request.user)
+        return queryset if plaza_ids is None else queryset.filter(plaza_id__in=plaza_ids)
+
 
 class MerchantApiKeyInline(ReadOnlyInline):
     model = MerchantApiKey
@@ -197,7 +208,7 @@ class HeldPointsFilter(admin.SimpleListFilter):
 
 
 @admin.register(Merchant)
-class MerchantAdmin(admin.ModelAdmin):
+class MerchantAdmin(PlazaScopedMixin, admin.ModelAdmin):
     list_display = ["name", "status", "earn_rate_bp", "contact_phone", "held_points", "created_at"]
     list_filter = ["status", HeldPointsFilter]
     search_fields = ["name"]
@@ -208,6 +219,9 @@ class MerchantAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # its stores, accounts and transactions point at it: close it instead
+
+    def scope_to_plazas(self, queryset, plaza_ids):
+        return queryset.filter(pk__in=Store.objects.filter(plaza_id__in=plaza_ids).values("merchant_id"))
 
     @admin.display(description="See also")
     def links(self, obj):
@@ -278,7 +292,7 @@ class MerchantAdmin(admin.ModelAdmin):
 
 
 @admin.register(Store)
-class StoreAdmin(PrintQrMixin, admin.ModelAdmin):
+class StoreAdmin(PlazaScopedMixin, PrintQrMixin, admin.ModelAdmin):
     list_display = ["code", "name", "merchant", "plaza", "unit", "is_active", "print_qr_link"]
     list_select_related = ["merchant", "plaza"]
     list_filter = ["is_active", "plaza"]
@@ -296,6 +310,9 @@ class StoreAdmin(PrintQrMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # transactions and visits point at it: deactivate instead
+
+    def scope_to_plazas(self, queryset, plaza_ids):
+        return queryset.filter(plaza_id__in=plaza_ids)
 
 
 @admin.register(MerchantApiKey)

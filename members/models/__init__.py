@@ -3,6 +3,7 @@ from members.models.members import Checkin, Identity, Member, Tier, Visit
 from members.models.pushes import InboxMessage, MiniappSubscription, Push, PushTemplate
 from members.models.segments import MemberSegment, Segment, SegmentRun, SegmentSnapshot
 from members.models.spend import MemberCodeScan, SpendAuthorization
+from members.models.staff import StaffPlaza
 from members.models.tenants import Merchant, MerchantApiKey, Plaza, Store
 from members.models.tiers import TierChange, TierRun
 
@@ -28,6 +29,7 @@ __all__ = [
     "SegmentRun",
     "SegmentSnapshot",
     "SpendAuthorization",
+    "StaffPlaza",
     "Store",
     "Tier",
     "TierChange",
