@@ -260,10 +260,11 @@ FROM generate_series(1, %(lots)s::bigint) k
 LOAD_SQL = [
     # Sequential member numbers, not Luhn-valid ones: no job reads them.
     """
-    INSERT INTO members_member (id, member_no, nickname, gender, status, join_channel, created_at, join_plaza_id, tier_id)
+    INSERT INTO members_member (id, member_no, nickname, gender, status, join_channel, created_at, join_plaza_id, tier_id,
+                                tier_spend_fen, tier_spend_months)
     SELECT %(m0)s + i, lpad((%(m0)s + i)::text, 12, '0'), '', '',
            CASE WHEN i %% %(banned_every)s = 0 THEN 'banned' ELSE 'active' END, 'pos',
-           now() - make_interval(secs => (i * 7919 %% (730 * 86400))::float8), %(plaza)s, %(tier)s
+           now() - make_interval(secs => (i * 7919 %% (730 * 86400))::float8), %(plaza)s, %(tier)s, 0, '{}'::jsonb
     FROM generate_series(1, %(members)s::bigint) i
     """,
     """
