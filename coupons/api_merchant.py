@@ -33,6 +33,14 @@ class CampaignEstimateSerializer(serializers.Serializer):
     high = serializers.FloatField(help_text="95 % confidence interval, upper end.")
 
 
+class CampaignMoneyEstimateSerializer(serializers.Serializer):
+    """Money is integer fen: the estimate in fen, each end rounded to the whole yuan."""
+
+    value = serializers.IntegerField()
+    low = serializers.IntegerField(help_text="95 % confidence interval, lower end.")
+    high = serializers.IntegerField(help_text="95 % confidence interval, upper end.")
+
+
 class CampaignGroupSerializer(serializers.Serializer):
     targeted = serializers.IntegerField()
     pushed = serializers.IntegerField(help_text="Sent the message (treated group; 0 for the holdout).")
@@ -52,7 +60,7 @@ class CampaignResultsSerializer(serializers.Serializer):
     incremental_comeback = CampaignEstimateSerializer(
         allow_null=True, help_text="Treated minus holdout comeback rate: what the campaign added. Null unless both groups are shown."
     )
-    incremental_spend_per_member_fen = CampaignEstimateSerializer(
+    incremental_spend_per_member_fen = CampaignMoneyEstimateSerializer(
         allow_null=True, help_text="Treated minus holdout spend per member, in fen, to the yuan. Null unless both groups are shown."
     )
 
