@@ -88,7 +88,7 @@ if O2O_SANDBOX and not DEBUG:
     raise ImproperlyConfigured("O2O_SANDBOX is refused when DEBUG is off")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "o2o_site.apps.MallAdminConfig",  # django.contrib.admin with the mall's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
