@@ -20,7 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.errors import ApplicationError
-from members import ledger, services
+from members import ledger, services, tiers
 from members.models import Identity, Member, MiniappSubscription, Plaza, Visit
 
 Channel = Identity.Channel
@@ -160,6 +160,7 @@ def member_merge(*, source: Member, target: Member, reason: str) -> Member:
         from coupons.merge import coupons_move
 
         coupons_move(source=source, target=target)
+        tiers.tier_spend_merge(source=source, target=target, at=timezone.now())
         changed = []
         if source.phone and not target.phone:
             phone = source.phone

@@ -247,15 +247,57 @@ def _months_spent(*, after: int, upto: int, end: int) -> dict[int, dict[str, int
             status__in=(Order.Status.PAID, Order.Status.PARTIALLY_REFUNDED, Order.Status.REFUNDED),
         ).values("member_id").annotate(**by_month("paid_at")),
     ]
+    # A merged member's sales count for the member they were merged into (member_merge).
+    owner = _absorbed(after=after, upto=upto)
     spent: dict[int, dict[str, int]] = {}
     for rows in sources:
-        for row in rows.filter(member_id__gt=after, member_id__lte=upto).order_by():
-            months = spent.setdefault(row["member_id"], {})
+        in_batch = Q(member_id__gt=after, member_id__lte=upto)
+        if owner:
+            in_batch |= Q(member_id__in=list(owner))
+        for row in rows.filter(in_batch).order_by():
+            months = spent.setdefault(owner.get(row["member_id"], row["member_id"]), {})
             for i in range(len(starts)):
                 if row[f"m{i}"]:
                     key = _month_key(first + i)
                     months[key] = months.get(key, 0) + row[f"m{i}"]
     return spent
+
+
+def _absorbed(*, after: int, upto: int) -> dict[int, int]:
+    """Members merged, directly or through a chain of merges, into a member with an id in
+    (after, upto]: {merged member id: that member's id}. Merges are rare; each level is
+    one indexed read."""
+    owner: dict[int, int] = {}
+    level = dict(
+        Member.objects.filter(merged_into_id__gt=after, merged_into_id__lte=upto, status=Member.Status.MERGED)
+        .values_list("pk", "merged_into_id")
+    )
+    while level:
+        owner.update(level)
+        level = {
+            pk: owner[into]
+            for pk, into in Member.objects.filter(merged_into_id__in=list(level), status=Member.Status.MERGED)
+            .values_list("pk", "merged_into_id")
+            if pk not in owner
+        }
+    # A member merged into one that was merged in turn belongs to the last of the chain.
+    for pk in owner:
+        while owner[pk] in owner:
+            owner[pk] = owner[owner[pk]]
+    return owner
+
+
+def tier_spend_merge(*, source: Member, target: Member, at: datetime) -> None:
+    """Fold ``source``'s rolling spend into ``target``'s, month by month (member_merge,
+    inside its transaction). The better tier is the merge's own rule; this only keeps the
+    spend that the next upgrade and the nightly review count from."""
+    months = dict(target.tier_spend_months or {})
+    for key, fen in (source.tier_spend_months or {}).items():
+        months[key] = months.get(key, 0) + fen
+    end = max([_month_index(at)] + [_key_index(key) for key in months])
+    months = _window(months, end=end)
+    Member.objects.filter(pk=target.pk).update(tier_spend_months=months, tier_spend_fen=sum(months.values()))
+    target.tier_spend_months, target.tier_spend_fen = months, sum(months.values())
 
 
 # --- the tier table and the push --------------------------------------------------------

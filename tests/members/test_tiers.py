@@ -351,3 +351,38 @@ def test_two_purchases_of_one_member_at_once_both_count():
     assert tier_of(member) == "silver"
     assert changes_of(member) == [("standard", "silver", "upgrade")]
     assert len(upgrade_pushes(member)) == 1
+
+
+# --- merges ---------------------------------------------------------------------------
+
+
+def test_a_merge_carries_the_spend_and_the_nightly_review_keeps_counting_the_merged_sales():
+    from members import identity
+
+    shop, older, newer = build_shop(), make_member(), make_member()
+    pos_sale(shop, older, 300_000, at=NOW - timedelta(days=40))
+    pos_sale(shop, newer, 300_000, at=NOW - timedelta(days=10))
+
+    with time_machine.travel(NOW, tick=False):
+        identity.member_merge(source=newer, target=older, reason="same person")
+        assert spend_of(older) == 600_000
+        assert tiers.tiers_review().upgrades == 1
+
+    assert tier_of(older) == "silver" and spend_of(older) == 600_000
+    assert Member.objects.get(pk=older.pk).tier_spend_months == {"2025-05": 300_000, "2025-06": 300_000}
+
+
+def test_a_chain_of_merges_brings_every_merged_members_sales_to_the_last_one():
+    from members import identity
+
+    shop, first, second, third = build_shop(), make_member(), make_member(), make_member()
+    for member in (first, second, third):
+        pos_sale(shop, member, 200_000, at=NOW - timedelta(days=5))
+
+    with time_machine.travel(NOW, tick=False):
+        identity.member_merge(source=first, target=second, reason="same person")
+        identity.member_merge(source=second, target=third, reason="same person")
+        Member.objects.filter(pk=third.pk).update(tier_spend_fen=0, tier_spend_months={})
+        tiers.tiers_review()
+
+    assert spend_of(third) == 600_000 and tier_of(third) == "silver"
