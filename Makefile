@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+SEED_MEMBERS ?= 1000
 
 .PHONY: run test e2e install migrate seed bench clean
 
@@ -25,7 +26,7 @@ migrate: install
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 
 seed: migrate
-	$(PY) manage.py seed_demo --base-url http://$(HOST):$(PORT)
+	$(PY) manage.py seed_demo --base-url http://$(HOST):$(PORT) --members $(SEED_MEMBERS)
 
 # Web server and task cluster together on the embedded default; Ctrl-C stops both within
 # seconds (gunicorn's quick shutdown on INT; the cluster finishes its current task).

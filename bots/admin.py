@@ -14,6 +14,7 @@ from django.shortcuts import render
 from django.template.defaultfilters import truncatechars
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext, gettext_lazy
 
 from bots.models import InboundMessage
 from bots.official_account import plaza_qr_create
@@ -33,7 +34,7 @@ class InboundMessageAdmin(ReadOnlyMixin, LargeTableAdmin):
     ordering = ["-created_at", "-pk"]
     sortable_by = ["created_at"]
     search_fields = ["from_user"]
-    search_help_text = "A whole openid or Alipay user_id, or a member's number, phone or any identity."
+    search_help_text = gettext_lazy("A whole openid or Alipay user_id, or a member's number, phone or any identity.")
     fields = [
         "created_at", "channel", "from_user", "member", "msg_type", "event", "content", "reply",
         "reply_sent_at", "dedup_key",
@@ -43,45 +44,46 @@ class InboundMessageAdmin(ReadOnlyMixin, LargeTableAdmin):
     def search_q(self, term):
         return Q(from_user=term) | Q(member_id__in=member_ids_matching(term))
 
-    @admin.display(description="member")
+    @admin.display(description=gettext_lazy("member"))
     def member_link(self, obj):
         if obj.member_id is None:
             return "—"
         url = reverse("admin:members_member_change", args=[obj.member_id])
         return format_html('<a href="{}">{}</a>', url, obj.member.member_no)
 
-    @admin.display(description="type")
+    @admin.display(description=gettext_lazy("type"))
     def kind(self, obj):
         return f"{obj.msg_type}:{obj.event}" if obj.event else obj.msg_type
 
-    @admin.display(description="said")
+    @admin.display(description=gettext_lazy("said"))
     def said(self, obj):
         return truncatechars(obj.content, 60)
 
-    @admin.display(description="reply")
+    @admin.display(description=gettext_lazy("reply"))
     def answered(self, obj):
         return truncatechars(obj.reply, 80) if obj.reply else "—"
 
 
-@admin.action(description="Create WeChat check-in QR codes (official account) of the selected plazas")
+@admin.action(description=gettext_lazy("Create WeChat check-in QR codes (official account) of the selected plazas"))
 def create_wechat_checkin_qr(modeladmin, request, queryset):
     """An action for the plaza list: each selected active plaza's permanent parametric
     QR code (scene checkin:<code>), created on the official account and shown to print."""
     if not wechat_configured():
-        message = "WECHAT_APP_ID and WECHAT_APP_SECRET must be set to create WeChat QR codes."
+        message = gettext("WECHAT_APP_ID and WECHAT_APP_SECRET must be set to create WeChat QR codes.")
         modeladmin.message_user(request, message, messages.ERROR)
         return None
     plazas = list(queryset.filter(is_active=True).order_by("code")[: WECHAT_QR_MAX_PLAZAS + 1])
     if not plazas or len(plazas) > WECHAT_QR_MAX_PLAZAS:
-        modeladmin.message_user(request, f"Select between 1 and {WECHAT_QR_MAX_PLAZAS} active plazas.", messages.ERROR)
+        message = gettext("Select between 1 and %(max)d active plazas.") % {"max": WECHAT_QR_MAX_PLAZAS}
+        modeladmin.message_user(request, message, messages.ERROR)
         return None
     # A permanent code where the plaza refuses it would only print refusals.
     refusing = [plaza.code for plaza in plazas if not plaza.checkin_accepts_permanent]
     if refusing:
-        message = (
-            f"{', '.join(refusing)}: the plaza does not accept the permanent check-in code; "
+        message = gettext(
+            "%(plazas)s: the plaza does not accept the permanent check-in code; "
             "show its rotating code on a screen (the plaza's page links to it) or print links that expire."
-        )
+        ) % {"plazas": ", ".join(refusing)}
         modeladmin.message_user(request, message, messages.ERROR)
         return None
     codes = []
@@ -89,10 +91,11 @@ def create_wechat_checkin_qr(modeladmin, request, queryset):
         try:
             qr = plaza_qr_create(plaza=plaza)
         except ApplicationError as exc:
-            message = f"{plaza.code}: WeChat refused ({exc.code}: {exc.message})"
+            message = gettext("%(plaza)s: WeChat refused (%(code)s: %(message)s)") % {
+                "plaza": plaza.code, "code": exc.code, "message": exc.message}
             modeladmin.message_user(request, message, messages.ERROR)
             return None
         codes.append({"qr": qr, "png": base64.b64encode(qr.png(box_size=8)).decode() if qr.url else ""})
     return render(request, "bots/plaza_wechat_qr.html", {
-        **modeladmin.admin_site.each_context(request), "title": "WeChat check-in QR codes", "codes": codes,
+        **modeladmin.admin_site.each_context(request), "title": gettext("WeChat check-in QR codes"), "codes": codes,
     })

@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy
 
 
 class BotsConfig(AppConfig):
     name = "bots"
-    verbose_name = "Official account and service window"
+    verbose_name = gettext_lazy("Official account and service window")
 
     def ready(self):
         # The plaza admin lives in members, which must not import bots (imports point

@@ -1,6 +1,7 @@
 """The conversations log: every message or event a channel delivered, and our reply."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy
 
 from members.models import Member
 
@@ -14,27 +15,31 @@ class InboundMessage(models.Model):
     """
 
     class Channel(models.TextChoices):
-        WECHAT = "wechat", "WeChat official account"
-        ALIPAY = "alipay", "Alipay service window"
+        WECHAT = "wechat", gettext_lazy("WeChat official account")
+        ALIPAY = "alipay", gettext_lazy("Alipay service window")
 
-    channel = models.CharField(max_length=16, choices=Channel.choices)
+    channel = models.CharField(gettext_lazy("channel"), max_length=16, choices=Channel.choices)
     # msg:<MsgId> for messages; event:<sender>:<CreateTime>:<event> for events, which
     # carry no MsgId. Unique per channel: the backstop for concurrent retries.
-    dedup_key = models.CharField(max_length=200)
+    dedup_key = models.CharField(gettext_lazy("deduplication key"), max_length=200)
     # The sender as the channel names them: official-account openid or Alipay user_id.
-    from_user = models.CharField(max_length=128)
-    member = models.ForeignKey(Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    msg_type = models.CharField(max_length=32)  # text, event, image, …
-    event = models.CharField(max_length=64, blank=True)  # subscribe, SCAN, CLICK, follow, … (as sent)
+    from_user = models.CharField(gettext_lazy("sender"), max_length=128)
+    member = models.ForeignKey(
+        Member, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=gettext_lazy("member"),
+    )
+    msg_type = models.CharField(gettext_lazy("message type"), max_length=32)  # text, event, image, …
+    event = models.CharField(gettext_lazy("event"), max_length=64, blank=True)  # subscribe, SCAN, CLICK, follow, … (as sent)
     # Text typed, event key or scene, location: whatever the message said, cut to a page.
-    content = models.TextField(blank=True)
-    reply = models.TextField(blank=True)  # empty: acknowledged without a reply
+    content = models.TextField(gettext_lazy("content"), blank=True)
+    reply = models.TextField(gettext_lazy("reply"), blank=True)  # empty: acknowledged without a reply
     # Alipay replies go out through the open API after the acknowledgement; this is
     # when one went. WeChat replies travel in the HTTP answer and leave it empty.
-    reply_sent_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    reply_sent_at = models.DateTimeField(gettext_lazy("reply sent at"), null=True, blank=True)
+    created_at = models.DateTimeField(gettext_lazy("received at"), auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = gettext_lazy("inbound message")
+        verbose_name_plural = gettext_lazy("inbound messages")
         constraints = [
             models.UniqueConstraint(fields=["channel", "dedup_key"], name="inbound_message_once_per_channel"),
         ]
@@ -55,11 +60,13 @@ class SignedQuery(models.Model):
     the window can never match again (the window refuses it first) and is purged.
     """
 
-    timestamp = models.BigIntegerField()  # seconds since the epoch, as signed
-    nonce = models.CharField(max_length=64)
-    body_sha256 = models.CharField(max_length=64)  # hex digest of the method and the body
+    timestamp = models.BigIntegerField(gettext_lazy("timestamp"))  # seconds since the epoch, as signed
+    nonce = models.CharField(gettext_lazy("nonce"), max_length=64)
+    body_sha256 = models.CharField(gettext_lazy("body SHA-256"), max_length=64)  # hex digest of the method and the body
 
     class Meta:
+        verbose_name = gettext_lazy("signed query")
+        verbose_name_plural = gettext_lazy("signed queries")
         constraints = [
             models.UniqueConstraint(fields=["timestamp", "nonce"], name="signed_query_once"),
         ]

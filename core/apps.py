@@ -1,10 +1,11 @@
 import sys
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy
 
 
 class CoreConfig(AppConfig):
-    verbose_name = "Core"
+    verbose_name = gettext_lazy("Audit and operations")
     name = "core"
 
     def ready(self):

@@ -55,7 +55,7 @@ class Bars:
         if self.bar is None or phase != self.phase:
             self.close()
             name = self.phases.get(phase, phase) if phase is not None else ""
-            self.bar = Progress(self.out, ": ".join(part for part in (self.label, name) if part), total)
+            self.bar = Progress(self.out, ": ".join(str(part) for part in (self.label, name) if part), total)  # lazy labels too
             self.phase = phase
         if total > 0:
             self.bar.update(done, total)

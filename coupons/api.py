@@ -15,19 +15,28 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schem
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
-from core.api import StrictCharField, StrictIntegerField, validated
+from core.api import StrictCharField, StrictIntegerField, idempotency_key_parameter, validated
 from core.errors import ApplicationError, NotFound
 from coupons import codes, holds, services
 from coupons.holds import ORDER_KEY_PREFIX
 from coupons.models import Coupon, CouponTemplate
 from members import ledger
-from members.api.merchant import MEMBER_ERRORS, MerchantApiView, ShopperRequired, member_from, merchant_error_responses
+from members.api.merchant import (
+    MEMBER_CODE_SCHEMA,
+    MEMBER_ERRORS,
+    MEMBER_NO_REFUSED,
+    MerchantApiView,
+    ShopperRequired,
+    member_from,
+    merchant_error_responses,
+)
 from members.models import Member, Store
 
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
-    description="1–200 printable ASCII characters, unique per operation (a UUID is a good choice). "
-    "Retrying with the same key and body returns the first response.",
+IDEMPOTENCY_HEADER = idempotency_key_parameter(
+    reserved_prefix=ORDER_KEY_PREFIX,
+    description="1–200 printable ASCII characters, unique per operation (a UUID is a good choice), not beginning with "
+    f"{ORDER_KEY_PREFIX!r} (kept for paid orders). Retrying with the same key and body returns the first response. "
+    "幂等键：1–200 个可打印 ASCII 字符，每次操作唯一（建议用 UUID），不能以 order: 开头。",
 )
 
 
@@ -83,12 +92,23 @@ class CouponRedemptionOutputSerializer(serializers.Serializer):
 
 class CouponRedemptionCreateApi(MerchantApiView):
     class InputSerializer(serializers.Serializer):
+        # coupon_code alone, or member_code with coupon_id; never a member_no.
+        openapi = {
+            "oneOf": [
+                {"required": ["coupon_code"], "not": {"anyOf": [{"required": ["member_code"]}, {"required": ["coupon_id"]}]}},
+                {"required": ["member_code", "coupon_id"], "not": {"required": ["coupon_code"]}},
+            ],
+            "properties": {"member_no": MEMBER_NO_REFUSED},
+        }
+
         coupon_code = StrictCharField(
-            required=False, max_length=64,
-            help_text="The 24-digit rotating code the shopper's app shows for one coupon (scanned): valid about a minute.",
+            required=False, max_length=64, openapi={"pattern": "^[0-9]{24}$", "example": "000000000004231234567890"},
+            help_text="The 24-digit rotating code the shopper's app shows for one coupon (scanned): valid about a minute. "
+            "A coupon's printed static code (with letters) is refused: 400 shopper_required. 顾客 App 中优惠券的 24 位动态码。",
         )
         member_code = StrictCharField(
-            required=False, max_length=64, help_text="The shopper's scanned 23-digit member code, with coupon_id."
+            required=False, max_length=64, openapi=MEMBER_CODE_SCHEMA,
+            help_text="The shopper's scanned 23-digit member code, with coupon_id. 顾客的 23 位会员动态码（与 coupon_id 一起）。",
         )
         coupon_id = StrictIntegerField(required=False, max_value=2**63 - 1, help_text="Which of the shopper's coupons, with member_code.")
         store_code = StrictCharField(max_length=32)
@@ -106,8 +126,8 @@ class CouponRedemptionCreateApi(MerchantApiView):
 
     @extend_schema(
         operation_id="coupon_redemptions_create",
-        summary="Use a shopper's coupon on a sale at this merchant's store",
-        description="The shopper must be there: scan the rotating code their app shows for the coupon (coupon_code), or "
+        summary="Redeem a coupon at the till · 核销优惠券",
+        description="Use a shopper's coupon on a sale at this merchant's store. The shopper must be there: scan the rotating code their app shows for the coupon (coupon_code), or "
         "their member code (member_code) with the coupon's id. A coupon's static code or a member_no is refused "
         "(shopper_required). A coupon is used once, within its validity, at a store its template accepts; the answer "
         "says how much to take off (discount_fen). Wrong codes count against the key like wrong member codes.",
@@ -163,8 +183,8 @@ CANCEL_KEY_HEADER = OpenApiParameter(
 class CouponRedemptionCancelApi(MerchantApiView):
     @extend_schema(
         operation_id="coupon_redemptions_cancel",
-        summary="Cancel a sale a coupon was used on: the shopper gets the coupon back",
-        description="For a sale cancelled or refunded in full at the till. The coupon is issued again (within its "
+        summary="Cancel a coupon redemption · 撤销核销（退回优惠券）",
+        description="Cancel a sale a coupon was used on: the shopper gets the coupon back. For a sale cancelled or refunded in full at the till. The coupon is issued again (within its "
         "validity the shopper can use it again) and its discount leaves the settlement. A coupon used on an order "
         "(paid by scanning the shop's QR) is given back by refunding the order in full instead. Cancelling twice "
         "answers the same.\n\n撤销使用了优惠券的交易（整单取消或全额退款）：优惠券退回给顾客，优惠金额不再计入结算。",

@@ -3,6 +3,7 @@ it, cancel it. The merchant sees counts and results, rounded, and never a member
 (coupons.merchant_campaigns says how).
 """
 
+from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -124,7 +125,8 @@ class CampaignListApi(MerchantApiView):
             max_value=2**63 - 1, help_text="One of this merchant's own coupon templates, funded by the merchant and active."
         )
         segments = serializers.ListField(
-            child=StrictCharField(max_length=32), max_length=len(AUDIENCE_SEGMENTS), required=False, default=list,
+            child=StrictCharField(max_length=32, openapi=lambda: {"enum": sorted(AUDIENCE_SEGMENTS)}),
+            max_length=len(AUDIENCE_SEGMENTS), required=False, default=list,
             help_text="Lifecycle segments, any of them: " + ", ".join(sorted(AUDIENCE_SEGMENTS - {"high_value"}))
             + "; with high_value, only the high-value members of those. Empty: every member.",
         )
@@ -142,12 +144,14 @@ class CampaignListApi(MerchantApiView):
         starts_at = serializers.DateTimeField(help_text="Runs from here (after approval), nightly.")
         ends_at = serializers.DateTimeField(required=False, allow_null=True, default=None, help_text="Null: until cancelled.")
         max_targets = StrictIntegerField(
-            required=False, allow_null=True, default=None, max_value=2**31 - 1,
+            required=False, allow_null=True, default=None, max_value=2**31 - 1, openapi=lambda: {
+                "minimum": merchant_campaigns.minimum_audience(), "maximum": settings.MERCHANT_CAMPAIGN_MAX_TARGETS},
             help_text="At most this many members, holdout included: from the minimum audience (50) to "
             "MERCHANT_CAMPAIGN_MAX_TARGETS (10,000); null: the largest.",
         )
         cooldown_days = StrictIntegerField(
             required=False, allow_null=True, default=None, max_value=merchant_campaigns.MAX_LAPSED_DAYS,
+            openapi=lambda: {"minimum": Campaign._meta.get_field("cooldown_days").default},
             help_text="Leave out members any campaign reached within this many days: at least the mall's (90).",
         )
 
@@ -157,8 +161,8 @@ class CampaignListApi(MerchantApiView):
 
     @extend_schema(
         operation_id="campaigns_list",
-        summary="This merchant's campaigns, newest first",
-        description="Each campaign's request and state; its results are in the campaign's own page. "
+        summary="List campaigns · 营销活动列表",
+        description="This merchant's campaigns, newest first. Each campaign's request and state; its results are in the campaign's own page. "
         "本商户的营销活动（最新在前）。",
         parameters=PAGE_PARAMETERS,
         responses={200: OutputSerializer, **merchant_error_responses(**{"400": PAGE_ERRORS})},
@@ -171,8 +175,8 @@ class CampaignListApi(MerchantApiView):
 
     @extend_schema(
         operation_id="campaigns_create",
-        summary="Ask the mall for a coupon campaign to a segment of its members",
-        description="The mall sends one of this merchant's own coupons with a message to the members who match, keeping "
+        summary="Request a campaign · 申请营销活动",
+        description="Ask the mall for a coupon campaign to a segment of its members. The mall sends one of this merchant's own coupons with a message to the members who match, keeping "
         "a random holdout (10 %) that gets nothing so that the results are what the campaign added. The merchant never "
         "sees who they are: the audience is counted now and must reach the minimum (50 members; fewer is refused "
         "without saying how many), every figure shown is rounded, and a group of fewer than the minimum shows null. "
@@ -217,8 +221,8 @@ class CampaignListApi(MerchantApiView):
 class CampaignDetailApi(MerchantApiView):
     @extend_schema(
         operation_id="campaigns_retrieve",
-        summary="One of this merchant's campaigns, with its results",
-        description="Counts only, never a member. " + ROUNDING + " The incremental figures compare the treated group with "
+        summary="One campaign with its results · 营销活动详情与效果",
+        description="One of this merchant's campaigns, with its results. Counts only, never a member. " + ROUNDING + " The incremental figures compare the treated group with "
         "the holdout (95 % confidence interval) and show only when both groups are shown.\n\n"
         "营销活动详情与效果：仅显示取整后的人数与金额，人数少于下限的分组不显示。",
         responses={200: MerchantCampaignDetailSerializer, **merchant_error_responses(**{
@@ -240,8 +244,8 @@ CANCEL_KEY_HEADER = OpenApiParameter(
 class CampaignCancelApi(MerchantApiView):
     @extend_schema(
         operation_id="campaigns_cancel",
-        summary="Cancel a campaign: a pending one never runs, a running one reaches no one more",
-        description="Coupons already issued stay valid. Cancelling again answers the same (no Idempotency-Key needed). "
+        summary="Cancel a campaign · 取消营销活动",
+        description="Cancel a campaign: a pending one never runs, a running one reaches no one more. Coupons already issued stay valid. Cancelling again answers the same (no Idempotency-Key needed). "
         "\n\n取消营销活动：待审核的不再执行，进行中的不再发送；已发出的优惠券仍然有效。",
         request=None,
         parameters=[CANCEL_KEY_HEADER],

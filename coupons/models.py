@@ -33,12 +33,12 @@ class CouponTemplate(models.Model):
     description = models.CharField(gettext_lazy("description"), max_length=300, blank=True)
     kind = models.CharField(gettext_lazy("kind"), max_length=16, choices=Kind.choices)
     # cash_off: taken off a sale of at least min_spend_fen; voucher: worth this much.
-    face_value_fen = models.BigIntegerField(gettext_lazy("face value (fen)"), default=0)
-    min_spend_fen = models.BigIntegerField(gettext_lazy("minimum spend (fen)"), default=0)
+    face_value_fen = models.BigIntegerField(gettext_lazy("face value"), default=0)
+    min_spend_fen = models.BigIntegerField(gettext_lazy("minimum spend"), default=0)
     # percent_off, in basis points: 1500 takes 15 % off (the shopper pays 85 %).
-    percent_off_bp = models.PositiveIntegerField(gettext_lazy("percent off (basis points)"), default=0)
+    percent_off_bp = models.PositiveIntegerField(gettext_lazy("percent off"), default=0)
     max_discount_fen = models.BigIntegerField(
-        gettext_lazy("largest discount (fen)"), null=True, blank=True, help_text=gettext_lazy("percent_off: the cap. Empty: none.")
+        gettext_lazy("largest discount"), null=True, blank=True, help_text=gettext_lazy("percent_off: the cap. Empty: none.")
     )
     gift_description = models.CharField(gettext_lazy("gift"), max_length=200, blank=True)
     # Validity: a fixed window, or valid_days from the moment each coupon is issued.
@@ -141,7 +141,7 @@ class Coupon(models.Model):
     member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="coupons", verbose_name=gettext_lazy("member"))
     # The member's n-th coupon of this template: (template, member, seq) is unique and
     # seq never exceeds the template's per-member limit (coupons.services.coupon_issue).
-    seq = models.PositiveIntegerField(default=1)
+    seq = models.PositiveIntegerField(gettext_lazy("number of this template"), default=1)
     # Random and unique; identifies the coupon to its own shopper (online orders). It
     # never authorises a redemption at a till: that takes the rotating code (coupons.codes).
     code = models.CharField(gettext_lazy("code"), max_length=32, unique=True)
@@ -150,7 +150,7 @@ class Coupon(models.Model):
     valid_until = models.DateTimeField(gettext_lazy("valid until"))
     issued_via = models.CharField(gettext_lazy("issued via"), max_length=16, choices=Via.choices)
     # Unique when given: "campaign:<id>:<member>", "points:<txn>", an admin form's token …
-    issue_key = models.CharField(max_length=200, null=True, blank=True)
+    issue_key = models.CharField(gettext_lazy("issue key"), max_length=200, null=True, blank=True)
     redeemed_at = models.DateTimeField(gettext_lazy("redeemed at"), null=True, blank=True)
     redeemed_store = models.ForeignKey(
         Store, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=gettext_lazy("redeemed at store")
@@ -188,21 +188,23 @@ class CouponRedemption(models.Model):
 
     # One redemption in force per coupon; a full refund reverses it (reversed_at) and gives
     # the coupon back, to be redeemed again later.
-    coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, related_name="redemptions")
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
-    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="+")
-    idempotency_key = models.CharField(max_length=200)
-    request_hash = models.CharField(max_length=64)
-    amount_fen = models.BigIntegerField()
-    discount_fen = models.BigIntegerField()
+    coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, related_name="redemptions", verbose_name=gettext_lazy("coupon"))
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+", verbose_name=gettext_lazy("merchant"))
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="+", verbose_name=gettext_lazy("store"))
+    idempotency_key = models.CharField(gettext_lazy("idempotency key"), max_length=200)
+    request_hash = models.CharField(gettext_lazy("request hash"), max_length=64)
+    amount_fen = models.BigIntegerField(gettext_lazy("sale amount"))
+    discount_fen = models.BigIntegerField(gettext_lazy("discount"))
     # Copied from the template when redeemed: who bears discount_fen in settlement.
-    funded_by = models.CharField(max_length=16, choices=CouponTemplate.FundedBy.choices, default=CouponTemplate.FundedBy.MERCHANT)
-    order_ref = models.CharField(max_length=64, blank=True)
+    funded_by = models.CharField(
+        gettext_lazy("funded by"), max_length=16, choices=CouponTemplate.FundedBy.choices, default=CouponTemplate.FundedBy.MERCHANT,
+    )
+    order_ref = models.CharField(gettext_lazy("POS order number"), max_length=64, blank=True)
     # The sale was refunded in full: the discount no longer counts in settlement.
-    reversed_at = models.DateTimeField(null=True, blank=True)
+    reversed_at = models.DateTimeField(gettext_lazy("reversed at"), null=True, blank=True)
     # How the shopper authorised it: the rotating coupon code, or a scanned member code.
-    authorised_by = models.CharField(max_length=16)
-    created_at = models.DateTimeField()
+    authorised_by = models.CharField(gettext_lazy("authorised by"), max_length=16)
+    created_at = models.DateTimeField(gettext_lazy("redeemed at"))
 
     class Meta:
         verbose_name = gettext_lazy("coupon redemption")
@@ -234,11 +236,14 @@ class CouponEvent(models.Model):
         VOIDED = "voided", gettext_lazy("Voided")
         MOVED = "moved", gettext_lazy("Moved to a merged member")
 
-    coupon = models.ForeignKey(Coupon, on_delete=models.CASCADE, related_name="events")
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    detail = models.JSONField(default=dict, blank=True)
-    operator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    created_at = models.DateTimeField()
+    coupon = models.ForeignKey(Coupon, on_delete=models.CASCADE, related_name="events", verbose_name=gettext_lazy("coupon"))
+    kind = models.CharField(gettext_lazy("event"), max_length=16, choices=Kind.choices)
+    detail = models.JSONField(gettext_lazy("detail"), default=dict, blank=True)
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=gettext_lazy("operator"),
+    )
+    created_at = models.DateTimeField(gettext_lazy("at"))
 
     class Meta:
         verbose_name = gettext_lazy("coupon event")
@@ -309,7 +314,7 @@ class Campaign(models.Model):
         help_text=gettext_lazy("Targets at most this many members, holdout included. Empty: no cap."),
     )
     # The merchant API's Idempotency-Key of the request that made it.
-    request_key = models.CharField(max_length=200, null=True, blank=True)
+    request_key = models.CharField(gettext_lazy("request key"), max_length=200, null=True, blank=True)
     # The audience counted when the merchant asked.
     requested_audience = models.PositiveIntegerField(gettext_lazy("audience when requested"), null=True, blank=True)
     reviewed_by = models.ForeignKey(
@@ -362,14 +367,18 @@ class CampaignTarget(models.Model):
         TREATED = "treated", gettext_lazy("Treated")
         HOLDOUT = "holdout", gettext_lazy("Holdout")
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="targets")
-    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="campaign_targets")
-    group = models.CharField(max_length=8, choices=Group.choices)
-    targeted_at = models.DateTimeField()
-    coupon = models.OneToOneField(Coupon, on_delete=models.PROTECT, null=True, blank=True, related_name="campaign_target")
-    push = models.OneToOneField("members.Push", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="targets", verbose_name=gettext_lazy("campaign"))
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="campaign_targets", verbose_name=gettext_lazy("member"))
+    group = models.CharField(gettext_lazy("group"), max_length=8, choices=Group.choices)
+    targeted_at = models.DateTimeField(gettext_lazy("targeted at"))
+    coupon = models.OneToOneField(
+        Coupon, on_delete=models.PROTECT, null=True, blank=True, related_name="campaign_target", verbose_name=gettext_lazy("coupon"),
+    )
+    push = models.OneToOneField(
+        "members.Push", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=gettext_lazy("push"),
+    )
     # Why a treated member got nothing (the coupon service's error code); blank otherwise.
-    refused = models.CharField(max_length=64, blank=True)
+    refused = models.CharField(gettext_lazy("refused because"), max_length=64, blank=True)
 
     class Meta:
         verbose_name = gettext_lazy("campaign target")

@@ -385,15 +385,16 @@ def _streak_on(member: Member, day: date) -> int:
     return (yesterday or 0) + 1
 
 
-def checkin(*, member: Member, plaza: Plaza, push: bool = True) -> CheckinResult:
+def checkin(*, member: Member, plaza: Plaza, push: bool = True, at: datetime | None = None) -> CheckinResult:
     """Check ``member`` in at ``plaza`` today. Safe to repeat: the second time is ``already``.
 
     Presence is the caller's business: entry points call ``checkin_attempt``, which
     checks the proof first.
     ``push=False`` when the caller answers the shopper itself (a bot's reply to the
     scan): the check-in still lands in the inbox's history, but no second message.
+    ``at``: the instant, for internal callers (the demo's history); now by default.
     """
-    now = timezone.now()
+    now = at or timezone.now()
     day = timezone.localdate(now)
     existing = Checkin.objects.filter(member=member, plaza=plaza, day=day).first()
     if existing is None:
@@ -423,12 +424,12 @@ def _checkin_new(member: Member, plaza: Plaza, day: date, now, push: bool) -> Ch
     if settings.CHECKIN_POINTS > 0:
         ledger.points_grant(
             member=member, points=settings.CHECKIN_POINTS, reason=f"check-in at {plaza.code}",
-            idempotency_key=f"checkin:{member.pk}:{plaza.code}:{day.isoformat()}",
+            idempotency_key=f"checkin:{member.pk}:{plaza.code}:{day.isoformat()}", at=now,
         )
     if bonus:
         ledger.points_grant(
             member=member, points=bonus, reason=f"{streak}-day check-in streak",
-            idempotency_key=f"checkin-streak:{member.pk}:{day.isoformat()}",
+            idempotency_key=f"checkin-streak:{member.pk}:{day.isoformat()}", at=now,
         )
     visit_record(member=member, plaza=plaza, kind=Visit.Kind.CHECKIN, at=now)
     if push:

@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q, Sum
 from django.utils import timezone
 
-from core import metrics
+from core import audit, metrics
 from core.jobs import deadline_check
 from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from members import ledger_sql
@@ -508,9 +508,16 @@ def points_grant(
 
 
 def points_adjust(
-    *, member: Member, points: int, operator, reason: str, idempotency_key: str, at: datetime | None = None
+    *, member: Member, points: int, operator, reason: str, idempotency_key: str, public_note: str = "",
+    at: datetime | None = None,
 ) -> PointsTransaction:
-    """A staff correction, signed: positive credits from promotions, negative debits to it."""
+    """A staff correction, signed: positive credits from promotions, negative debits to it.
+
+    ``reason`` is for staff (and the audit log); ``public_note`` is what the shopper's
+    history says (members.public_notes). Each adjustment writes an audit entry on the
+    member in the same transaction. The transaction returned has ``replayed`` set: True
+    when ``idempotency_key`` had already been used for this adjustment (nothing moved).
+    """
     if not isinstance(points, int) or isinstance(points, bool) or points == 0:
         raise InvalidPoints("points must be a non-zero integer", extra={"field": "points"})
     _check_points(abs(points))
@@ -519,15 +526,21 @@ def points_adjust(
         raise ApplicationError("a staff adjustment needs a reason", code="reason_required")
     if operator is None or not getattr(operator, "pk", None):
         raise ApplicationError("a staff adjustment needs an operator", code="operator_required")
-    request_hash = _request_hash(op="adjust", member=member.pk, points=points, operator=operator.pk, reason=reason)
+    public_note = (public_note or "").strip()
+    if len(public_note) > PointsTransaction._meta.get_field("public_note").max_length:
+        raise ApplicationError("the description for the shopper is too long", code="public_note_too_long")
+    hashed = {"public_note": public_note} if public_note else {}
+    request_hash = _request_hash(op="adjust", member=member.pk, points=points, operator=operator.pk, reason=reason, **hashed)
+    applied = []
 
     def body(wallets, now):
         wallet = wallets[member.pk]
-        if points < 0 and _spendable(wallet, now) < -points:
-            raise InsufficientPoints(extra={"points_balance": _spendable(wallet, now)})
+        balance = _spendable(wallet, now)
+        if points < 0 and balance < -points:
+            raise InsufficientPoints(extra={"points_balance": balance})
         txn = _new_transaction(
             key=idempotency_key, request_hash=request_hash, kind=Kind.ADJUST, member_id=wallet.member_id, points=points,
-            now=now, operator=operator, reason=reason,
+            now=now, operator=operator, reason=reason, public_note=public_note,
         )
         promotions = _system_account(Account.Kind.PROMOTIONS)
         if points > 0:
@@ -535,9 +548,30 @@ def points_adjust(
         else:
             legs = _consume(wallet, txn, -points) + [(promotions, -points, None, wallet.member_id)]
         _post(txn, legs)
+        changes = {"points": [balance, balance + points], "transaction": [None, txn.pk]}
+        if public_note:
+            changes["public_note"] = [None, public_note]
+        audit.audit_record(actor=operator, action=audit.Action.ADJUST, obj=wallet.member, changes=changes, reason=reason, at=now)
+        applied.append(txn.pk)
         return txn
 
-    return _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body, at=at)
+    txn = _run(key=idempotency_key, request_hash=request_hash, member_ids=[member.pk], body=body, at=at)
+    txn.replayed = txn.pk not in applied
+    return txn
+
+
+def points_adjustments_recent(
+    *, member_ids: list[int], points: int, reason: str, since: datetime, exclude_keys: list[str] = ()
+) -> list[PointsTransaction]:
+    """Adjustments of these members by ``points`` with ``reason`` since ``since`` (the member-and-time index)."""
+    return list(
+        PointsTransaction.objects.filter(
+            member_id__in=member_ids, kind=Kind.ADJUST, points=points, reason=(reason or "").strip(), created_at__gte=since
+        )
+        .exclude(idempotency_key__in=list(exclude_keys))
+        .select_related("member")
+        .order_by("member_id", "-created_at")
+    )
 
 
 def points_reverse(

@@ -38,11 +38,11 @@ def transactions_insert(*, rows: list[tuple[str, str, str, int, int, str]], at: 
     ``at``, each with no merchant, store or reference; {key: new id}."""
     if not rows:
         return {}
-    columns = "idempotency_key, request_hash, kind, member_id, points, reason, shortfall, reference, created_at"
+    columns = "idempotency_key, request_hash, kind, member_id, points, reason, shortfall, reference, public_note, created_at"
     if _postgres():
         found = pg_execute(
             f"INSERT INTO {_table(PointsTransaction)} ({columns}) "
-            "SELECT k, h, kd, m, p, r, 0, '', %b FROM unnest(%b::varchar[], %b::varchar[], %b::varchar[], "
+            "SELECT k, h, kd, m, p, r, 0, '', '', %b FROM unnest(%b::varchar[], %b::varchar[], %b::varchar[], "
             "%b::bigint[], %b::bigint[], %b::varchar[]) AS t(k, h, kd, m, p, r) RETURNING id, idempotency_key",
             [at, *(list(column) for column in zip(*rows, strict=True))], fetch=True,
         )
@@ -50,7 +50,7 @@ def transactions_insert(*, rows: list[tuple[str, str, str, int, int, str]], at: 
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {_table(PointsTransaction)} ({columns}) "
-                "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, 0, '', %s "
+                "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, 0, '', '', %s "
                 "FROM json_each(%s) RETURNING id, idempotency_key",
                 [_when(at), json.dumps(rows)],
             )

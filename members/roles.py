@@ -43,6 +43,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "django_q.view_schedule",
         "django_q.view_success",
         "django_q.view_failure",
+        # The audit trail of staff changes (core.AuditEntry): read-only for everyone.
+        "core.view_auditentry",
     ],
     # Read-only, and only their plazas (plaza_scope): the plaza and its check-in screen and
     # posters, its members (no points ledger: that is everyone's), the merchants with a
@@ -57,6 +59,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "members.view_merchant",
         "members.view_store",
         "members.view_visit",
+        # The dashboards on the admin index, for their plazas only (backoffice.dashboards).
+        "backoffice.view_dashboardday",
     ],
     # Money: sales, orders and their refunds, redemptions, the platforms' notifications,
     # and the points ledger, all read-only. Finance refunds orders (the money goes back
@@ -82,6 +86,11 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "members.view_store",
         "coupons.view_coupontemplate",
         "coupons.view_couponredemption",
+        # The dashboards, and their CSV export.
+        "backoffice.view_dashboardday",
+        "backoffice.export_dashboard",
+        # Who changed what, and why: settlements are checked against it.
+        "core.view_auditentry",
     ],
     # A shopper on the phone: find the member (by number, phone, openid), see their points,
     # lots, coupons, orders, pushes and conversations; adjust points with a reason, within

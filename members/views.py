@@ -34,6 +34,7 @@ from members import checkin as checkins
 from members import codes, ledger, pushes, shopper, web_auth
 from members.identity import MemberBanned
 from members.models import Checkin, Member, Plaza, PointsTransaction, Store
+from members.public_notes import transaction_public_description
 
 PAGE_SIZE = 20
 # The check-in codes this browser opened while they were valid: {digest of token: unix time}.
@@ -175,7 +176,8 @@ def _history_row(txn: PointsTransaction, member: Member) -> dict:
     shop = txn.store.name if txn.store_id else (txn.merchant.name if txn.merchant_id else "")
     # A transfer is recorded on the member it left; the other side sees it arrive.
     points = txn.points if txn.member_id == member.pk else -txn.points
-    return {"at": txn.created_at, "label": label, "shop": shop, "reason": txn.reason, "points": points}
+    # The shopper-facing description, never the staff's reason (members.public_notes).
+    return {"at": txn.created_at, "label": label, "shop": shop, "reason": transaction_public_description(txn), "points": points}
 
 
 @require_GET

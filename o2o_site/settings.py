@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("O2O_VAR_DIR", "").strip() or BASE_DIR / "var")
@@ -192,7 +193,7 @@ Q_CLUSTER = {
     "max_attempts": 5,
     "catch_up": True,
     "ack_failures": True,
-    "label": "Task queue",
+    "label": gettext_lazy("Task queue"),
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
@@ -367,8 +368,34 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "O2O big membership API",
-    "DESCRIPTION": "Merchant (POS) API under /api/v1/ and shopper mini-program API under /api/mp/v1/.",
+    "DESCRIPTION": (
+        "Merchant (POS) API under /api/v1/ and shopper mini-program API under /api/mp/v1/. "
+        "商户（POS）接口位于 /api/v1/，顾客小程序接口位于 /api/mp/v1/。\n\n"
+        "Merchant calls send `Authorization: Bearer <api key>`; every POST sends an `Idempotency-Key`. Errors are "
+        "`{\"code\", \"message\"}` with a stable code (validation errors add `errors` by field). Request bodies are "
+        "JSON; fields not listed are ignored. Some rules need the server's data and answer 400 although the request "
+        "has the documented shape: a member or coupon code that is wrong or expired, `to` before `from` or more than "
+        "92 days, a sale above the merchant's own limit; each operation lists its error codes.\n\n"
+        "商户调用须带 `Authorization: Bearer <API 密钥>`，每个 POST 须带 `Idempotency-Key`。错误格式为 "
+        "`{\"code\", \"message\"}`，code 稳定可用于判断。请求体为 JSON，未列出的字段会被忽略。"
+        "格式正确但需服务器数据判断的请求仍可能返回 400（会员码/券码错误或过期、结束日期早于开始日期或超过 92 天、"
+        "超过商户单笔限额等），各接口列出了其错误码。"
+    ),
     "VERSION": "1.0.0",
+    # The POS operations first, then the back office's, then the shopper's (Swagger UI keeps this order).
+    "TAGS": [
+        {"name": "purchases", "description": "Record a purchase · 记录消费（顾客积分）"},
+        {"name": "redemptions", "description": "Pay with points · 积分抵扣"},
+        {"name": "coupons", "description": "Coupons at the till · 门店核销优惠券"},
+        {"name": "lookup", "description": "Look up the shopper at the till · 收银台查询会员"},
+        {"name": "orders", "description": "Payment QR orders · 扫码支付订单"},
+        {"name": "refunds", "description": "Refunds of purchases, redemptions and orders · 退款与积分退还"},
+        {"name": "back-office", "description": "Back-office lists for reconciliation, by day · 对账明细（按日）"},
+        {"name": "reports", "description": "Daily report · 日报"},
+        {"name": "settlements", "description": "Monthly settlement · 月度结算"},
+        {"name": "campaigns", "description": "Coupon campaigns to segments of members · 会员分群营销活动"},
+        {"name": "shopper", "description": "Shopper mini-program API · 顾客小程序接口"},
+    ],
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

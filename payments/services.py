@@ -7,6 +7,7 @@ so a retried request has one effect; the rows here point at the ledger transacti
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -117,19 +118,21 @@ def merchant_redemption(*, merchant: Merchant, redemption_id: int) -> Redemption
 
 def purchase_record(
     *, merchant: Merchant, store: Store, member: Member, amount_fen: int, idempotency_key: str, order_ref: str = "",
-    member_present: bool = False,
+    member_present: bool = False, at: datetime | None = None, push: bool = True,
 ) -> Purchase:
     """Book a POS sale: the member earns points funded by the merchant; the visit is recorded.
 
     ``member_present``: the shopper's member code was scanned. Only then does the mall
     fund the tier's extra (pending for the refund window) and the sale count toward tiers.
+    ``at``: when the sale happened, for internal callers (the demo's history); now by
+    default. ``push=False`` books it without telling the shopper (a sale long past).
     """
     if store.merchant_id != merchant.pk:
         raise NotFound(code="store_not_found")
     with transaction.atomic():
         earn = ledger.points_earn(
             member=member, store=store, amount_fen=amount_fen, idempotency_key=ledger_key(merchant, idempotency_key),
-            reference=order_ref, member_present=member_present,
+            reference=order_ref, member_present=member_present, at=at,
         )
         existing = Purchase.objects.filter(earn=earn).first()
         if existing is not None:
@@ -144,18 +147,22 @@ def purchase_record(
         except IntegrityError:
             raise DuplicateOrderRef(extra={"order_ref": order_ref}) from None
         visit_record(member=purchase.member, plaza=store.plaza, store=store, kind=Visit.Kind.PURCHASE, amount_fen=amount_fen, at=earn.created_at)
-        pushes.push_points_earned(member=purchase.member, store=store, earn=earn, amount_fen=amount_fen)
+        if push:
+            pushes.push_points_earned(member=purchase.member, store=store, earn=earn, amount_fen=amount_fen)
         if member_present:
             tiers.tier_spend_record(member=purchase.member, amount_fen=amount_fen, at=earn.created_at)
         return purchase
 
 
-def purchase_refund(*, purchase: Purchase, amount_fen: int, idempotency_key: str) -> PurchaseRefund:
-    """Refund part or all of a purchase; its points go back in proportion (see ledger)."""
+def purchase_refund(
+    *, purchase: Purchase, amount_fen: int, idempotency_key: str, at: datetime | None = None
+) -> PurchaseRefund:
+    """Refund part or all of a purchase; its points go back in proportion (see ledger).
+    ``at``: when, for internal callers; now by default."""
     with transaction.atomic():
         reversal = ledger.points_reverse(
             original=purchase.earn, amount_fen=amount_fen, idempotency_key=ledger_key(purchase.merchant, idempotency_key),
-            reason="refund",
+            reason="refund", at=at,
         )
         existing = PurchaseRefund.objects.filter(reversal=reversal).first()
         if existing is not None:
@@ -172,22 +179,24 @@ def purchase_refund(*, purchase: Purchase, amount_fen: int, idempotency_key: str
 
 def redemption_record(
     *, merchant: Merchant, store: Store, member: Member | None, points: int, idempotency_key: str, order_ref: str = "",
-    member_code: str = "", redemption_token: str = "",
+    member_code: str = "", redemption_token: str = "", at: datetime | None = None, push: bool = True,
 ) -> Redemption:
     """The shopper pays ``points`` at the merchant's store; the visit is recorded and pushed.
 
     Authorised by the shopper (``members.spend``): ``member_code`` scanned now (``member``
     is whom it named) or a ``redemption_token`` they confirmed; used up with the spend.
+    ``at`` and ``push`` as for ``purchase_record``.
     """
     if store.merchant_id != merchant.pk:
         raise NotFound(code="store_not_found")
     with transaction.atomic():
         authorization = spend.spend_authorize(
-            store=store, points=points, member=member, member_code=member_code, redemption_token=redemption_token
+            store=store, points=points, member=member, member_code=member_code, redemption_token=redemption_token, at=at
         )
         member = authorization.member
         redeem = ledger.points_redeem(
-            member=member, store=store, points=points, idempotency_key=ledger_key(merchant, idempotency_key), reference=order_ref
+            member=member, store=store, points=points, idempotency_key=ledger_key(merchant, idempotency_key), reference=order_ref,
+            at=at,
         )
         existing = Redemption.objects.filter(redeem=redeem).first()
         if existing is not None:
@@ -197,7 +206,8 @@ def redemption_record(
             created_at=redeem.created_at, authorization=authorization,
         )
         visit_record(member=redemption.member, plaza=store.plaza, store=store, kind=Visit.Kind.REDEMPTION, at=redeem.created_at)
-        pushes.push_points_redeemed(member=redemption.member, store=store, redeem=redeem)
+        if push:
+            pushes.push_points_redeemed(member=redemption.member, store=store, redeem=redeem)
         return redemption
 
 

@@ -48,3 +48,4 @@ def _mall_defaults_ensure():
         importlib.import_module("members.migrations.0013_tiers").forwards(apps, None)
         importlib.import_module("coupons.migrations.0002_expiry_schedule").forwards(apps, None)
         importlib.import_module("coupons.migrations.0003_campaigns").forwards(apps, None)
+        importlib.import_module("backoffice.migrations.0004_dashboards_schedule").forwards(apps, None)

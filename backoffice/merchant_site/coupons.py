@@ -6,18 +6,19 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, gettext_lazy
 
 from backoffice.merchant_site.site import TenantAdmin, merchant_of, site
-from core.money import fen_to_yuan
+from core.admin_fields import format_yuan
 from coupons import merchant_campaigns
+from coupons.admin.templates import TemplateValueMixin
 from coupons.models import Campaign, Coupon, CouponTemplate
 from members.models import Store
 
 
-class CouponTemplateAdmin(TenantAdmin):
+class CouponTemplateAdmin(TemplateValueMixin, TenantAdmin):
     """Templates the merchant funds, made and edited here; the mall's coupons valid at its
     stores (funded by the mall) are listed read-only. Selling for points and free claiming
     (the mall's catalogue and listings) stay the mall's to decide."""
 
-    list_display = ["name", "kind", "funded_by", "status", "issued_count", "total_quota", "created_at"]
+    list_display = ["name", "kind", "value", "funded_by", "status", "issued_count", "total_quota", "created_at"]
     list_filter = ["status", "kind"]
     search_fields = ["name"]
     filter_horizontal = ["stores"]
@@ -59,6 +60,10 @@ class CouponTemplateAdmin(TenantAdmin):
         class OwnTemplateForm(form):
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, **kwargs)
+                # A mall-funded template is only shown (never saved here): left as it is, or
+                # its page would take it for the merchant's own and offer to edit it.
+                if self.instance.pk is not None and self.instance.funded_by != CouponTemplate.FundedBy.MERCHANT:
+                    return
                 # Set before validation, so the model's constraints see the real row.
                 self.instance.merchant = merchant
                 self.instance.funded_by = CouponTemplate.FundedBy.MERCHANT
@@ -100,8 +105,8 @@ class CampaignAdmin(TenantAdmin):
             (gettext("targeted"), "targeted", str), (gettext("pushed"), "pushed", str), (gettext("opened"), "opened", str),
             (gettext("redeemed"), "redeemed", str), (gettext("came back"), "came_back", str),
             (gettext("came-back rate"), "comeback_rate", lambda rate: f"{rate * 100:.1f} %"),
-            (gettext("spend (¥)"), "spend_fen", fen_to_yuan),
-            (gettext("spend per member (¥)"), "spend_per_member_fen", fen_to_yuan),
+            (gettext("spend"), "spend_fen", format_yuan),
+            (gettext("spend per member"), "spend_per_member_fen", format_yuan),
         ]
         for label, field, shown in labels:
             cells = [shown(getattr(group, field)) if group is not None else "—" for group in (results.treated, results.holdout)]

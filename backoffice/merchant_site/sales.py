@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, gettext_lazy
 
 from backoffice.merchant_site.site import OwnStoreFilter, TenantAdmin, merchant_of, site
+from core.admin_fields import format_yuan, yuan_column
 from core.errors import ApplicationError
 from core.money import fen_to_yuan
 from payments import refunds
@@ -21,14 +22,9 @@ from payments.models import Order, OrderRefund, Purchase, PurchaseRefund, Redemp
 logger = logging.getLogger(__name__)
 
 
-def yuan(description):
-    """A read-only column showing a fen field in yuan."""
-    def decorate(field):
-        @admin.display(description=description)
-        def shown(self, obj):
-            return fen_to_yuan(getattr(obj, field))
-        return shown
-    return decorate
+def yuan(model, field: str, description=None):
+    """A read-only column (an attribute of the admin) showing a fen field as ¥1,234.56."""
+    return staticmethod(yuan_column(field, description, model=model))
 
 
 class MemberNoMixin:
@@ -61,7 +57,7 @@ class PurchaseRefundInline(ReadOnlyInline):
     model = PurchaseRefund
     fields = ["amount_yuan", "created_at"]
     readonly_fields = fields
-    amount_yuan = yuan(gettext_lazy("amount (¥)"))("amount_fen")
+    amount_yuan = yuan(PurchaseRefund, "amount_fen")
 
 
 class PurchaseAdmin(MemberNoMixin, TenantAdmin):
@@ -75,8 +71,8 @@ class PurchaseAdmin(MemberNoMixin, TenantAdmin):
     fields = ["id", "created_at", "store", "member_no", "amount_yuan", "refunded_yuan", "order_ref", "member_present"]
     readonly_fields = ["member_no", "amount_yuan", "refunded_yuan"]
     inlines = [PurchaseRefundInline]
-    amount_yuan = yuan(gettext_lazy("amount (¥)"))("amount_fen")
-    refunded_yuan = yuan(gettext_lazy("refunded (¥)"))("refunded_fen")
+    amount_yuan = yuan(Purchase, "amount_fen")
+    refunded_yuan = yuan(Purchase, "refunded_fen")
 
 
 class RedemptionRefundInline(ReadOnlyInline):
@@ -102,8 +98,8 @@ class OrderRefundInline(ReadOnlyInline):
     model = OrderRefund
     fields = ["out_refund_no", "status", "amount_yuan", "cash_yuan", "points", "reason", "created_at", "finished_at"]
     readonly_fields = fields
-    amount_yuan = yuan(gettext_lazy("amount (¥)"))("amount_fen")
-    cash_yuan = yuan(gettext_lazy("cash back (¥)"))("cash_fen")
+    amount_yuan = yuan(OrderRefund, "amount_fen")
+    cash_yuan = yuan(OrderRefund, "cash_fen")
 
 
 def refundable_fen(order: Order) -> int:
@@ -112,7 +108,7 @@ def refundable_fen(order: Order) -> int:
 
 class OrderAdmin(MemberNoMixin, TenantAdmin):
     list_display = ["out_trade_no", "store", "member_no", "channel", "status", "amount_yuan", "points_used", "payable_yuan",
-                    "refunded_yuan", "created_at", "paid_at"]
+                    "refunded_yuan", "created_at"]
     list_select_related = ["store", "member"]
     list_filter = [OwnStoreFilter, "status", "channel"]
     search_fields = ["=out_trade_no", "=order_ref"]
@@ -126,14 +122,14 @@ class OrderAdmin(MemberNoMixin, TenantAdmin):
                        "refundable_yuan", "refund_link"]
     inlines = [OrderRefundInline]
     actions = ["refund"]
-    amount_yuan = yuan(gettext_lazy("amount (¥)"))("amount_fen")
-    coupon_discount_yuan = yuan(gettext_lazy("coupon discount (¥)"))("coupon_discount_fen")
-    payable_yuan = yuan(gettext_lazy("paid in cash (¥)"))("payable_fen")
-    refunded_yuan = yuan(gettext_lazy("refunded (¥)"))("refunded_fen")
+    amount_yuan = yuan(Order, "amount_fen")
+    coupon_discount_yuan = yuan(Order, "coupon_discount_fen")
+    payable_yuan = yuan(Order, "payable_fen", gettext_lazy("paid in cash"))
+    refunded_yuan = yuan(Order, "refunded_fen")
 
-    @admin.display(description=gettext_lazy("left to refund (¥)"))
+    @admin.display(description=gettext_lazy("left to refund"))
     def refundable_yuan(self, obj):
-        return fen_to_yuan(refundable_fen(obj))
+        return format_yuan(refundable_fen(obj))
 
     @admin.display(description=gettext_lazy("refund"))
     def refund_link(self, obj):
@@ -171,8 +167,8 @@ class OrderAdmin(MemberNoMixin, TenantAdmin):
                 return redirect("merchant:payments_order_change", order.pk)
         else:
             form = RefundForm(initial={"token": uuid.uuid4(), "amount": fen_to_yuan(left_fen)}, left_fen=left_fen)
-        amounts = {"amount": fen_to_yuan(order.amount_fen), "payable": fen_to_yuan(order.payable_fen),
-                   "refunded": fen_to_yuan(order.refunded_fen), "left": fen_to_yuan(left_fen)}
+        amounts = {"amount": format_yuan(order.amount_fen), "payable": format_yuan(order.payable_fen),
+                   "refunded": format_yuan(order.refunded_fen), "left": format_yuan(left_fen)}
         return self.page(
             request, title=gettext("Refund order %(order)s") % {"order": order.out_trade_no},
             template="backoffice/order_refund.html", form=form, order=order, amounts=amounts, carry=[],
@@ -194,9 +190,9 @@ class OrderAdmin(MemberNoMixin, TenantAdmin):
         except ApplicationError as exc:
             # Asked for, not settled: it stays pending and the schedule sends it again.
             logger.warning("refund %s not sent: %s", refund.out_refund_no, exc)
-        values = {"refund": refund.out_refund_no, "cash": fen_to_yuan(refund.cash_fen), "points": refund.points}
+        values = {"refund": refund.out_refund_no, "cash": format_yuan(refund.cash_fen), "points": refund.points}
         if refund.status == OrderRefund.Status.SUCCEEDED:
-            message = gettext("Refund %(refund)s succeeded: ¥%(cash)s back to the payer, %(points)s points given back.")
+            message = gettext("Refund %(refund)s succeeded: %(cash)s back to the payer, %(points)s points given back.")
             self.message_user(request, message % values, messages.SUCCESS)
         elif refund.status == OrderRefund.Status.FAILED:
             message = gettext("Refund %(refund)s failed: %(failure)s") % {**values, "failure": refund.failure}

@@ -14,7 +14,7 @@ from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy
 
 from backoffice import services
-from core.money import fen_to_yuan
+from core.admin_fields import format_yuan
 from members.models import Merchant, Store
 from payments import reports
 
@@ -87,25 +87,25 @@ def merchant_figures(merchant: Merchant, *, today=None) -> dict:
     days = reports.merchant_daily_report(merchant=merchant, first=first, last=today)
     statement = reports.merchant_monthly_settlement(merchant=merchant, period=today.strftime("%Y-%m"))
     rows = [{
-        "day": day.day, "customers": day.customers, "transactions": day.transactions, "sales": fen_to_yuan(day.sales_fen),
-        "ticket": fen_to_yuan(day.average_ticket_fen), "frequency": day.frequency, "refunds": fen_to_yuan(day.refunds_fen),
+        "day": day.day, "customers": day.customers, "transactions": day.transactions, "sales": format_yuan(day.sales_fen),
+        "ticket": format_yuan(day.average_ticket_fen), "frequency": day.frequency, "refunds": format_yuan(day.refunds_fen),
         "points_funded": day.points_funded, "points_accepted": day.points_accepted,
     } for day in reversed(days)]
     totals = {
         "transactions": sum(day.transactions for day in days),
-        "sales": fen_to_yuan(sum(day.sales_fen for day in days)),
-        "refunds": fen_to_yuan(sum(day.refunds_fen for day in days)),
+        "sales": format_yuan(sum(day.sales_fen for day in days)),
+        "refunds": format_yuan(sum(day.refunds_fen for day in days)),
         "points_funded": sum(day.points_funded for day in days),
         "points_accepted": sum(day.points_accepted for day in days),
     }
     settlement = {
         "period": today.strftime("%Y-%m"),
         "funded_points": statement.funded_points, "accepted_points": statement.accepted_points,
-        "points_net": fen_to_yuan(statement.net_fen), "collected": fen_to_yuan(statement.collected_fen),
-        "refunded": fen_to_yuan(statement.refunded_fen), "payments_due": fen_to_yuan(statement.payments_due_fen),
-        "coupons_mall_funded": fen_to_yuan(statement.coupons_mall_funded_fen),
-        "coupons_merchant_funded": fen_to_yuan(statement.coupons_merchant_funded_fen),
-        "total_due": fen_to_yuan(statement.total_due_fen),
+        "points_net": format_yuan(statement.net_fen), "collected": format_yuan(statement.collected_fen),
+        "refunded": format_yuan(statement.refunded_fen), "payments_due": format_yuan(statement.payments_due_fen),
+        "coupons_mall_funded": format_yuan(statement.coupons_mall_funded_fen),
+        "coupons_merchant_funded": format_yuan(statement.coupons_merchant_funded_fen),
+        "total_due": format_yuan(statement.total_due_fen),
     }
     return {"daily": rows, "daily_first": first, "daily_last": today, "totals": totals, "settlement": settlement}
 

@@ -15,7 +15,7 @@ from django.utils.translation import gettext, gettext_lazy
 from django_q.tasks import async_task
 
 from core.errors import ApplicationError
-from core.money import fen_to_yuan
+from core.admin_fields import format_yuan
 from coupons import campaigns, merchant_campaigns
 from coupons.models import Campaign, CampaignTarget
 
@@ -90,7 +90,7 @@ class OriginFilter(admin.SimpleListFilter):
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
-    list_display = ["name", "merchant", "template", "status", "requested_audience", "max_targets", "starts_at", "ends_at", "created_at"]
+    list_display = ["name", "merchant", "template", "status", "requested_audience", "starts_at", "ends_at"]
     list_filter = ["status", OriginFilter, ("merchant", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["template", "merchant"]
     search_fields = ["name", "merchant__name"]
@@ -211,17 +211,17 @@ class CampaignAdmin(admin.ModelAdmin):
             return "—"
         result = campaigns.campaign_results(campaign=obj)
         header = [gettext("group"), gettext("targeted"), gettext("pushed"), gettext("opened"), gettext("redeemed"),
-                  gettext("came back"), gettext("rate"), gettext("spend (yuan)")]
+                  gettext("came back"), gettext("rate"), gettext("spend")]
         rows = [
             (CampaignTarget.Group(group.group).label, group.targeted, group.pushed, group.opened, group.redeemed,
-             group.came_back, _pct(group.comeback_rate), fen_to_yuan(group.spend_fen))
+             group.came_back, _pct(group.comeback_rate), format_yuan(group.spend_fen))
             for group in (result.treated, result.holdout)
         ]
         lines = [
             (gettext("Incremental comeback"),
              _estimate_text(result.incremental_comeback, lambda rate: f"{rate * 100:+.1f} pp")),
-            (gettext("Incremental spend per member (yuan)"),
-             _estimate_text(result.incremental_spend_per_member_fen, lambda fen: f"{fen / 100:+.2f}")),
+            (gettext("Incremental spend per member"),
+             _estimate_text(result.incremental_spend_per_member_fen, _signed_yuan)),
         ]
         return format_html(
             "<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table><p>{}</p>",
@@ -233,6 +233,12 @@ class CampaignAdmin(admin.ModelAdmin):
 
 def _pct(rate: float | None) -> str:
     return "—" if rate is None else f"{rate * 100:.1f} %"
+
+
+def _signed_yuan(fen) -> str:
+    """An estimate in fen (a float: an average) as "+¥1.23" / "-¥0.50", rounded to the fen."""
+    fen = round(fen)
+    return ("+" if fen >= 0 else "") + format_yuan(fen)
 
 
 def _estimate_text(estimate, show) -> str:

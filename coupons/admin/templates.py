@@ -12,8 +12,9 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
+from core.admin_fields import UnitsAdminMixin, format_percent, format_yuan, percent_column, yuan_column
 from core.errors import ApplicationError
 from coupons import claims, exchange_refunds, services
 from coupons.models import Coupon, CouponEvent, CouponTemplate
@@ -34,9 +35,64 @@ class IssueForm(forms.Form):
         return member
 
 
+def template_value(template: CouponTemplate) -> str:
+    """What the template gives, in one phrase: "¥20.00 off ¥100.00", "15% off (at most ¥30.00)"."""
+    kind = template.kind
+    if kind == CouponTemplate.Kind.CASH_OFF:
+        if template.min_spend_fen:
+            return gettext("%(value)s off %(min)s") % {
+                "value": format_yuan(template.face_value_fen), "min": format_yuan(template.min_spend_fen)}
+        return gettext("%(value)s off") % {"value": format_yuan(template.face_value_fen)}
+    if kind == CouponTemplate.Kind.PERCENT_OFF:
+        text = gettext("%(percent)s off") % {"percent": format_percent(template.percent_off_bp)}
+        if template.max_discount_fen:
+            text += gettext(" (at most %(max)s)") % {"max": format_yuan(template.max_discount_fen)}
+        return text
+    if kind == CouponTemplate.Kind.VOUCHER:
+        return format_yuan(template.face_value_fen)
+    return template.gift_description
+
+
+# Shown in place of the stored integers where the page cannot be edited.
+VALUE_COLUMNS = {
+    "face_value_fen": "face_value_yuan", "min_spend_fen": "min_spend_yuan", "max_discount_fen": "max_discount_yuan",
+    "percent_off_bp": "percent_off_shown",
+}
+
+
+class TemplateValueMixin(UnitsAdminMixin):
+    """Coupon templates' money in yuan and their percentage in % (core.admin_fields): typed as
+    such in the form, and shown as such in the list and on a page that cannot be edited."""
+
+    face_value_yuan = staticmethod(yuan_column("face_value_fen", model=CouponTemplate))
+    min_spend_yuan = staticmethod(yuan_column("min_spend_fen", model=CouponTemplate))
+    max_discount_yuan = staticmethod(yuan_column("max_discount_fen", model=CouponTemplate))
+    percent_off_shown = staticmethod(percent_column("percent_off_bp", model=CouponTemplate))
+
+    @admin.display(description=gettext_lazy("value"))
+    def value(self, obj):
+        return template_value(obj)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if self._editable(request, obj):
+            return fieldsets
+        return [(name, {**options, "fields": [VALUE_COLUMNS.get(f, f) for f in options["fields"]]})
+                for name, options in fieldsets]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if self._editable(request, obj):
+            return readonly
+        return [VALUE_COLUMNS.get(f, f) for f in readonly] + [c for c in VALUE_COLUMNS.values() if c not in readonly]
+
+    def _editable(self, request, obj) -> bool:
+        return self.has_change_permission(request, obj) if obj is not None else self.has_add_permission(request)
+
+
 @admin.register(CouponTemplate)
-class CouponTemplateAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "merchant", "funded_by", "status", "issued_count", "total_quota", "redeemed", "created_at"]
+class CouponTemplateAdmin(TemplateValueMixin, admin.ModelAdmin):
+    list_display = ["name", "kind", "value", "merchant", "funded_by", "status", "issued_count", "total_quota", "redeemed"]
     list_filter = ["status", "kind", "funded_by"]
     search_fields = ["name", "merchant__name"]
     autocomplete_fields = ["merchant"]
@@ -81,7 +137,8 @@ class CouponTemplateAdmin(admin.ModelAdmin):
         reset = [template for template in queryset.exclude(claim_code=None)]
         for template in reset:
             claims.template_claim_code_reset(template)
-        self.message_user(request, gettext("%(n)d templates have a new claim QR code.") % {"n": len(reset)})
+        message = ngettext("%(n)d template has a new claim QR code.", "%(n)d templates have a new claim QR code.", len(reset))
+        self.message_user(request, message % {"n": len(reset)})
 
     def get_urls(self):
         return [

@@ -6,12 +6,18 @@ from django.contrib import admin, messages
 from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext, gettext_lazy, gettext_noop, ngettext
 
 from members import pushes
 from members.admin.base import LargeTableAdmin, ReadOnlyMixin, member_ids_matching
 from members.models import InboxMessage, MiniappSubscription, Push, PushTemplate
 
 RESEND_PERMISSION = "members.resend_push"
+# The events' labels (members.pushes.EVENTS), marked here for makemessages; EventFilter translates them.
+EVENT_LABELS = [
+    gettext_noop("Points earned"), gettext_noop("Points redeemed"), gettext_noop("Check-in"),
+    gettext_noop("Points expiry reminder"), gettext_noop("Wake-up"), gettext_noop("Tier upgrade"),
+]
 # One resend is one transaction and one queued task per push.
 RESEND_MAX_PUSHES = 1000
 
@@ -19,11 +25,11 @@ RESEND_MAX_PUSHES = 1000
 class EventFilter(admin.SimpleListFilter):
     """The known events and those with a template: a DISTINCT over the outbox would scan it."""
 
-    title = "event"
+    title = gettext_lazy("event")
     parameter_name = "event"
 
     def lookups(self, request, model_admin):
-        events = dict(pushes.EVENTS)
+        events = {event: gettext(label) for event, label in pushes.EVENTS.items()}
         for event in PushTemplate.objects.values_list("event", flat=True).distinct():
             events.setdefault(event, event)
         return sorted(events.items())
@@ -40,7 +46,7 @@ class PushAdmin(ReadOnlyMixin, LargeTableAdmin):
     ordering = ["-id"]
     sortable_by = ["id"]
     search_fields = ["event_key", "member__member_no"]
-    search_help_text = "A whole event key, or a member's number, phone or openid."
+    search_help_text = gettext_lazy("A whole event key, or a member's number, phone or openid.")
     fields = [
         "member", "event", "event_key", "title", "body", "link", "data", "status", "channel", "recipient", "payload",
         "attempts", "next_attempt_at", "last_error", "sent_at", "created_at",
@@ -53,21 +59,24 @@ class PushAdmin(ReadOnlyMixin, LargeTableAdmin):
     def has_resend_permission(self, request):
         return request.user.has_perm(RESEND_PERMISSION)
 
-    @admin.action(description="Send again (failed or inbox-only pushes)", permissions=["resend"])
+    @admin.action(description=gettext_lazy("Send again (failed or inbox-only pushes)"), permissions=["resend"])
     def resend(self, request, queryset):
         selected = list(queryset.values_list("pk", flat=True)[: RESEND_MAX_PUSHES + 1])
         if len(selected) > RESEND_MAX_PUSHES:
-            self.message_user(
-                request, f"Select at most {RESEND_MAX_PUSHES} pushes to send again (filter the list first).", messages.ERROR
-            )
+            message = gettext("Select at most %(max)d pushes to send again (filter the list first).") % {"max": RESEND_MAX_PUSHES}
+            self.message_user(request, message, messages.ERROR)
             return
         queued = pushes.push_resend(push_ids=selected)
         left = len(selected) - queued
-        self.message_user(request, f"{queued} push(es) queued to be sent again.", messages.SUCCESS)
+        message = ngettext("%(count)d push queued to be sent again.", "%(count)d pushes queued to be sent again.", queued)
+        self.message_user(request, message % {"count": queued}, messages.SUCCESS)
         if left:
-            self.message_user(
-                request, f"{left} left alone: only failed and inbox-only pushes are sent again.", messages.WARNING
+            message = ngettext(
+                "%(count)d left alone: only failed and inbox-only pushes are sent again.",
+                "%(count)d left alone: only failed and inbox-only pushes are sent again.",
+                left,
             )
+            self.message_user(request, message % {"count": left}, messages.WARNING)
 
 
 @admin.register(InboxMessage)
@@ -77,12 +86,12 @@ class InboxMessageAdmin(ReadOnlyMixin, LargeTableAdmin):
     ordering = ["-id"]
     sortable_by = ["id"]
     search_fields = ["member__member_no"]
-    search_help_text = "A member's whole number, phone or openid."
+    search_help_text = gettext_lazy("A member's whole number, phone or openid.")
 
     def search_q(self, term):
         return Q(member_id__in=member_ids_matching(term))
 
-    @admin.display(description="push")
+    @admin.display(description=gettext_lazy("push"))
     def push_link(self, obj):
         return format_html('<a href="{}">#{}</a>', reverse("admin:members_push_change", args=[obj.push_id]), obj.push_id)
 
@@ -95,10 +104,10 @@ class PushTemplateAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["event", "channel", "template_id", "is_active"]}),
         (
-            "Content",
+            gettext_lazy("Content"),
             {
                 "fields": ["fields", "page"],
-                "description": (
+                "description": gettext_lazy(
                     "fields maps each key of the platform's template to text, e.g. "
                     '{"first": "{title}", "keyword1": "{points}", "keyword2": "{balance}", "remark": "{body}"}. '
                     "Placeholders: {title} {body} {link} {event} {member_no} {time} and the push's data "
@@ -111,7 +120,7 @@ class PushTemplateAdmin(admin.ModelAdmin):
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         if db_field.name == "event":
-            field.help_text = "One of: " + ", ".join(pushes.EVENTS) + " (or another event a push carries)."
+            field.help_text = gettext("One of: %(events)s (or another event a push carries).") % {"events": ", ".join(pushes.EVENTS)}
         return field
 
 
@@ -122,7 +131,7 @@ class MiniappSubscriptionAdmin(ReadOnlyMixin, LargeTableAdmin):
     ordering = ["-id"]
     sortable_by = ["id"]
     search_fields = ["member__member_no"]
-    search_help_text = "A member's whole number, phone or openid."
+    search_help_text = gettext_lazy("A member's whole number, phone or openid.")
 
     def search_q(self, term):
         return Q(member_id__in=member_ids_matching(term))

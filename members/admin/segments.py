@@ -3,6 +3,7 @@ the nightly job (members.segments) that wrote them. Both are written by the job 
 
 from django.contrib import admin
 
+from core.admin_fields import UnitsAdminMixin
 from members.admin.base import ReadOnlyMixin
 from members.models import SegmentRun, SegmentSnapshot
 
@@ -17,7 +18,7 @@ class SegmentSnapshotAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(SegmentRun)
-class SegmentRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class SegmentRunAdmin(UnitsAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["day", "phase", "as_of", "high_value_threshold_fen", "started_at", "finished_at"]
     list_filter = ["phase"]
     ordering = ["-day"]

@@ -9,8 +9,9 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
+from core.admin_fields import PercentField, UnitsAdminMixin
 from core.errors import ApplicationError
 from members import auth, roles, services, views
 from members.admin.base import (
@@ -176,29 +177,37 @@ class StoreInline(admin.TabularInline):
 class MerchantApiKeyInline(ReadOnlyInline):
     model = MerchantApiKey
     fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
-    verbose_name_plural = "API keys (issue and revoke them with the actions of the lists)"
+    verbose_name_plural = gettext_lazy("API keys (issue and revoke them with the actions of the lists)")
 
 
 class MerchantCreateForm(forms.Form):
-    name = forms.CharField(max_length=100)
-    plaza = forms.ModelChoiceField(queryset=Plaza.objects.filter(is_active=True), help_text="Where its first store is.")
-    earn_rate_bp = forms.IntegerField(
-        required=False, help_text="Basis points of each sale it funds as points (100 = 1 %). Empty: the default."
+    name = forms.CharField(label=gettext_lazy("name"), max_length=100)
+    plaza = forms.ModelChoiceField(
+        label=gettext_lazy("plaza"), queryset=Plaza.objects.filter(is_active=True),
+        help_text=gettext_lazy("Where its first store is."),
     )
-    store_name = forms.CharField(max_length=100, required=False, help_text="Empty: the merchant's name.")
+    # Typed in percent (1.25 = 1.25 % = 125 basis points); the service takes basis points.
+    earn_rate_bp = PercentField(
+        label=gettext_lazy("earn rate (%)"), required=False, max_value=10_000,
+        help_text=gettext_lazy("The share of each sale it funds as points, in percent (1 = 1%). Empty: the default."),
+    )
+    store_name = forms.CharField(
+        label=gettext_lazy("store name"), max_length=100, required=False, help_text=gettext_lazy("Empty: the merchant's name.")
+    )
     store_code = forms.SlugField(
-        max_length=32, required=False, help_text="Public, printed in the shop's payment QR. Empty: generated."
+        label=gettext_lazy("store code"), max_length=32, required=False,
+        help_text=gettext_lazy("Public, printed in the shop's payment QR. Empty: generated."),
     )
 
 
 class HeldPointsFilter(admin.SimpleListFilter):
     """Merchants flagged by the release job: their sales' mall-funded points went over the daily cap."""
 
-    title = "flagged"
+    title = gettext_lazy("flagged")
     parameter_name = "flagged"
 
     def lookups(self, request, model_admin):
-        return [("held", "Points held for review")]
+        return [("held", gettext_lazy("Points held for review"))]
 
     def queryset(self, request, queryset):
         if self.value() == "held":
@@ -208,7 +217,7 @@ class HeldPointsFilter(admin.SimpleListFilter):
 
 
 @admin.register(Merchant)
-class MerchantAdmin(PlazaScopedMixin, admin.ModelAdmin):
+class MerchantAdmin(UnitsAdminMixin, PlazaScopedMixin, admin.ModelAdmin):
     list_display = ["name", "status", "earn_rate_bp", "contact_phone", "held_points", "created_at"]
     list_filter = ["status", HeldPointsFilter]
     search_fields = ["name"]
@@ -223,18 +232,19 @@ class MerchantAdmin(PlazaScopedMixin, admin.ModelAdmin):
     def scope_to_plazas(self, queryset, plaza_ids):
         return queryset.filter(pk__in=Store.objects.filter(plaza_id__in=plaza_ids).values("merchant_id"))
 
-    @admin.display(description="See also")
+    @admin.display(description=gettext_lazy("See also"))
     def links(self, obj):
         store_add = reverse("admin:members_store_add") + f"?merchant={obj.pk}"
         return format_html(
-            '<a href="{}">Add a store</a> · {} · {} · {}',
+            '<a href="{}">{}</a> · {} · {} · {}',
             store_add,
-            changelist_link(MerchantApiKey, "API keys (revoke)", merchant__id__exact=obj.pk),
-            changelist_link(PointsTransaction, "Points transactions", merchant=obj.pk),
-            changelist_link(Lot, "Points held for review", merchant=obj.pk, status__exact=Lot.Status.HELD),
+            gettext("Add a store"),
+            changelist_link(MerchantApiKey, gettext("API keys (revoke)"), merchant__id__exact=obj.pk),
+            changelist_link(PointsTransaction, gettext("Points transactions"), merchant=obj.pk),
+            changelist_link(Lot, gettext("Points held for review"), merchant=obj.pk, status__exact=Lot.Status.HELD),
         )
 
-    @admin.display(description="held points")
+    @admin.display(description=gettext_lazy("held points"))
     def held_points(self, obj):
         """Mall-funded points of this merchant's sales over its daily cap, waiting for staff."""
         held = Lot.objects.filter(merchant=obj, status=Lot.Status.HELD, remaining__gt=0).aggregate(s=Sum("remaining"))["s"]
@@ -260,20 +270,20 @@ class MerchantAdmin(PlazaScopedMixin, admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": "Add merchant",
+            "title": gettext("Add merchant"),
             "form": form,
-            "submit_label": "Create merchant, store and API key",
+            "submit_label": gettext("Create merchant, store and API key"),
         }
         return TemplateResponse(request, "admin/members/form_page.html", context)
 
     def has_issue_api_key_permission(self, request):
         return request.user.has_perm("members.add_merchantapikey")
 
-    @admin.action(description="Issue a new API key", permissions=["issue_api_key"])
+    @admin.action(description=gettext_lazy("Issue a new API key"), permissions=["issue_api_key"])
     def issue_api_key(self, request, queryset):
         merchants = list(queryset[: ISSUE_KEYS_MAX_MERCHANTS + 1])
         if len(merchants) > ISSUE_KEYS_MAX_MERCHANTS:
-            message = f"Issue keys for at most {ISSUE_KEYS_MAX_MERCHANTS} merchants at a time."
+            message = gettext("Issue keys for at most %(max)d merchants at a time.") % {"max": ISSUE_KEYS_MAX_MERCHANTS}
             self.message_user(request, message, messages.ERROR)
             return
         name = f"issued in admin by {request.user.get_username()}"[:100]
@@ -286,7 +296,9 @@ class MerchantAdmin(PlazaScopedMixin, admin.ModelAdmin):
         # Only the key's hash is stored: this message is the one time anyone sees it.
         self.message_user(
             request,
-            format_html("New API key for {}: <code>{}</code> — copy it now, it is not shown again.", merchant, raw_key),
+            format_html(
+                gettext("New API key for {}: <code>{}</code> — copy it now, it is not shown again."), merchant, raw_key
+            ),
             messages.WARNING,
         )
 
@@ -321,11 +333,11 @@ class MerchantApiKeyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_select_related = ["merchant"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["prefix"]
-    search_help_text = "A key's prefix: mk_<prefix>."
+    search_help_text = gettext_lazy("A key's prefix: mk_<prefix>.")
     fields = ["key", "merchant", "name", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
-    @admin.display(description="key")
+    @admin.display(description=gettext_lazy("key"))
     def key(self, obj):
         return f"mk_{obj.prefix}_…"
 
@@ -336,10 +348,11 @@ class MerchantApiKeyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def has_revoke_permission(self, request):
         return request.user.has_perm("members.change_merchantapikey")
 
-    @admin.action(description="Revoke selected keys", permissions=["revoke"])
+    @admin.action(description=gettext_lazy("Revoke selected keys"), permissions=["revoke"])
     def revoke(self, request, queryset):
         keys = list(queryset.filter(revoked_at__isnull=True).select_related("merchant"))
         for key in keys:
             auth.merchant_api_key_revoke(key=key)
             self.log_change(request, key.merchant, f"Revoked API key mk_{key.prefix}")
-        self.message_user(request, f"Revoked {len(keys)} key(s).", messages.SUCCESS)
+        message = ngettext("Revoked %(count)d key.", "Revoked %(count)d keys.", len(keys)) % {"count": len(keys)}
+        self.message_user(request, message, messages.SUCCESS)

@@ -1,11 +1,11 @@
 """Merchant API (/api/v1/) over members: the shared base view and the member lookup."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import error_responses
+from core.api import StrictCharField, error_responses
 from core.errors import ApplicationError, NotFound
 from core.ratelimit import guesses_counted
 from members import codes, ledger, services, spend
@@ -38,13 +38,31 @@ class MerchantApiView(APIView):
     throttle_classes = [MerchantKeyThrottle]
 
 
-class MemberRefSerializer(serializers.Serializer):
-    """Who the shopper is: the scanned dynamic code, or the member number they say."""
+# The shapes members.codes and the member numbers have; a code of the right shape may
+# still be wrong or expired (400 member_code_invalid / member_code_expired).
+MEMBER_CODE_SCHEMA = {"pattern": "^[0-9]{23}$", "example": "87408045666652830219846"}
+MEMBER_NO_SCHEMA = {"pattern": "^[0-9]{12}$", "example": "100000000017"}
+MEMBER_NO_REFUSED = {
+    "not": {}, "description": "Refused (400 shopper_required): spending needs the shopper, a member number proves nothing. "
+    "不接受会员号：使用积分/优惠券须顾客本人在场。",
+}
 
-    member_code = serializers.CharField(required=False, max_length=64, help_text="The 23-digit code from the member card (scanned). "
-                                        "Only a sale booked with a scanned code earns the mall-funded tier extra.")
-    member_no = serializers.CharField(required=False, max_length=16, help_text="The 12-digit member number: the sale earns this "
-                                      "merchant's points only (no mall-funded extra, no tier spend).")
+
+class MemberRefSerializer(serializers.Serializer):
+    """Who the shopper is: the scanned dynamic code, or the member number they say (exactly one)."""
+
+    openapi = {"oneOf": [{"required": ["member_code"]}, {"required": ["member_no"]}]}
+
+    member_code = StrictCharField(
+        required=False, max_length=64, openapi=MEMBER_CODE_SCHEMA,
+        help_text="The 23-digit code from the member card (scanned). Only a sale booked with a scanned code earns the "
+        "mall-funded tier extra. 扫描顾客会员卡上的 23 位动态码。",
+    )
+    member_no = StrictCharField(
+        required=False, max_length=16, openapi=MEMBER_NO_SCHEMA,
+        help_text="The 12-digit member number: the sale earns this merchant's points only (no mall-funded extra, no tier "
+        "spend). 12 位会员号（仅积本商户的分）。",
+    )
 
     def validate(self, data):
         if bool(data.get("member_code")) == bool(data.get("member_no")):
@@ -53,14 +71,20 @@ class MemberRefSerializer(serializers.Serializer):
 
 
 class ShopperRefSerializer(serializers.Serializer):
-    """Who pays with points: the shopper, by a scanned code or a redemption they confirmed."""
+    """Who pays with points: the shopper, by a scanned code or a redemption they confirmed (exactly one)."""
 
-    member_code = serializers.CharField(
-        required=False, max_length=64,
-        help_text="The 23-digit code from the member card, scanned now: pays once, up to the per-spend limit (5,000 points by default).",
+    openapi = {
+        "oneOf": [{"required": ["member_code"]}, {"required": ["redemption_token"]}],
+        "properties": {"member_no": MEMBER_NO_REFUSED},
+    }
+
+    member_code = StrictCharField(
+        required=False, max_length=64, openapi=MEMBER_CODE_SCHEMA,
+        help_text="The 23-digit code from the member card, scanned now: pays once, up to the per-spend limit (5,000 points by default). "
+        "扫描顾客的 23 位会员动态码。",
     )
-    redemption_token = serializers.CharField(
-        required=False, max_length=100,
+    redemption_token = StrictCharField(
+        required=False, max_length=100, openapi={"pattern": "^rt_[A-Za-z0-9_-]{32}$"},
         help_text="rt_…: a redemption the shopper confirmed in the app for this store and up to a number of points; "
         "single use, valid about two minutes.",
     )
@@ -122,11 +146,15 @@ class MemberLookupApi(MerchantApiView):
 
     @extend_schema(
         operation_id="members_lookup",
-        summary="Look up the shopper behind a scanned member code",
-        description="What a cashier needs and no more. Wrong codes count against the key: past 20 in 10 minutes "
+        summary="Look up a scanned member code · 扫码查询会员",
+        description="Look up the shopper behind a scanned member code. What a cashier needs and no more. Wrong codes count against the key: past 20 in 10 minutes "
         "every code is refused with 429 too_many_invalid_codes. A code belongs to the first merchant that scans it "
         "(for its 90 seconds): another merchant gets 409 member_code_used.",
-        parameters=[OpenApiParameter("code", str, OpenApiParameter.QUERY, required=True, description="The scanned member code.")],
+        parameters=[OpenApiParameter(
+            "code", {"type": "string", "minLength": 1, "maxLength": 64, **MEMBER_CODE_SCHEMA}, OpenApiParameter.QUERY,
+            required=True, description="The scanned 23-digit member code. A code of this shape may still be wrong or "
+            "expired: 400 member_code_invalid / member_code_expired. 扫描到的 23 位会员动态码。",
+        )],
         responses={
             200: OutputSerializer,
             **merchant_error_responses(
@@ -136,7 +164,10 @@ class MemberLookupApi(MerchantApiView):
                    "429": "too_many_invalid_codes: too many wrong member codes"}
             ),
         },
-        tags=["members"],
+        examples=[OpenApiExample("A gold member", response_only=True, status_codes=["200"], value={
+            "member_no": "100000000017", "tier": "gold", "tier_name": "金卡", "points_balance": 1283,
+            "name_masked": "王**", "phone_masked": "138****8000"})],
+        tags=["lookup"],
     )
     def get(self, request):
         code = request.query_params.get("code", "")

@@ -16,11 +16,12 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import StrictCharField, StrictIntegerField, error_responses, validated
+from core.api import CURSOR_PATTERN, QueryIntegerField, StrictCharField, StrictIntegerField, error_responses, validated
 from core.errors import ApplicationError
 from members import checkin, codes, ledger, pushes, services, shopper
 from members.auth import IsShopper, ShopperTokenAuthentication
 from members.models import Member
+from members.public_notes import transaction_public_description
 
 TAGS = ["shopper"]
 
@@ -47,17 +48,25 @@ class ShopperApiView(APIView):
 # --- cursor pages -----------------------------------------------------------------------------
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
-_CURSOR = re.compile(r"^(\d{1,18})-(\d{1,19})$")
+_CURSOR = re.compile(r"([0-9]{1,17})-([0-9]{1,18})", re.ASCII)  # CURSOR_PATTERN's non-empty form
 PAGE_PARAMETERS = [
-    OpenApiParameter("cursor", str, OpenApiParameter.QUERY, description="next_cursor of the previous page; leave out for the first."),
-    OpenApiParameter("limit", int, OpenApiParameter.QUERY, description="Entries per page, 1–100 (default 20)."),
+    OpenApiParameter("cursor", {"type": "string", "maxLength": 36, "pattern": CURSOR_PATTERN}, OpenApiParameter.QUERY,
+                     description="next_cursor of the previous page; leave out for the first. 上一页返回的 next_cursor。"),
+    OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, OpenApiParameter.QUERY,
+                     description="Entries per page, 1–100 (default 20). 每页条数。"),
 ]
 PAGE_ERRORS = "invalid_cursor: not a cursor this API gave; validation_error: limit is not 1–100"
 
 
 class PageQuerySerializer(serializers.Serializer):
     cursor = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
-    limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=100)
+    limit = QueryIntegerField(required=False, default=20, min_value=1, max_value=100)
+
+    def validate(self, data):
+        # DRF reads an empty query parameter as a missing one; the schema says it is not.
+        if getattr(self, "initial_data", {}).get("limit") == "":
+            raise serializers.ValidationError({"limit": ["This field may not be blank."]}, code="blank")
+        return data
 
 
 def _page(queryset, query_params) -> tuple[list, str | None]:
@@ -75,7 +84,7 @@ def _page(queryset, query_params) -> tuple[list, str | None]:
 
 
 def _cursor_read(cursor: str) -> tuple[datetime, int]:
-    match = _CURSOR.match(cursor)
+    match = _CURSOR.fullmatch(cursor)
     if match is None:
         raise ApplicationError("This cursor was not given by this API.", code="invalid_cursor")
     try:
@@ -104,7 +113,7 @@ class MeApi(ShopperApiView):
         unread_messages = serializers.IntegerField()
 
     class InputSerializer(serializers.Serializer):
-        nickname = StrictCharField(max_length=64, required=False, allow_blank=True)
+        nickname = StrictCharField(max_length=64, required=False, allow_blank=True, trim_whitespace=True)
         birthday = serializers.DateField(required=False, allow_null=True, help_text="YYYY-MM-DD from 1900 to today; null forgets it.")
         gender = serializers.ChoiceField(choices=Member.Gender.choices, required=False, allow_blank=True)
 
@@ -175,7 +184,10 @@ class PointsHistoryEntrySerializer(serializers.Serializer):
     points = serializers.IntegerField(help_text="The change to the shopper's balance: positive gained, negative spent.")
     store_code = serializers.CharField(allow_null=True)
     shop = serializers.CharField(allow_null=True, help_text="The shop's name, for purchases and redemptions.")
-    reason = serializers.CharField()
+    reason = serializers.CharField(
+        help_text="What the mall tells the shopper about this entry, in the request's language (e.g. \"Points "
+        "adjustment by the service desk\" / 积分调整); may be empty. Staff's internal reasons are never included."
+    )
     created_at = serializers.DateTimeField()
 
 
@@ -202,7 +214,7 @@ class PointsHistoryApi(ShopperApiView):
                 "points": txn.points if txn.member_id == member.pk else -txn.points,
                 "store_code": txn.store.code if txn.store else None,
                 "shop": txn.store.name if txn.store else None,
-                "reason": txn.reason,
+                "reason": transaction_public_description(txn),
                 "created_at": txn.created_at,
             }
             for txn in rows

@@ -6,13 +6,13 @@ from django.utils.translation import gettext_lazy
 
 
 class Plaza(models.Model):
-    code = models.SlugField(max_length=32, unique=True, help_text="Short code, used in QR scenes (checkin:<code>).")
-    name = models.CharField(max_length=100)
-    city = models.CharField(max_length=50, blank=True)
-    address = models.CharField(max_length=200, blank=True)
+    code = models.SlugField(max_length=32, unique=True, help_text=gettext_lazy("Short code, used in QR scenes (checkin:<code>)."), verbose_name=gettext_lazy("plaza code"))
+    name = models.CharField(max_length=100, verbose_name=gettext_lazy("name"))
+    city = models.CharField(max_length=50, blank=True, verbose_name=gettext_lazy("city"))
+    address = models.CharField(max_length=200, blank=True, verbose_name=gettext_lazy("address"))
     # What is on today, told to shoppers when they check in; edited by staff.
-    notice = models.CharField(max_length=200, blank=True)
-    is_active = models.BooleanField(default=True)
+    notice = models.CharField(max_length=200, blank=True, verbose_name=gettext_lazy("notice"))
+    is_active = models.BooleanField(default=True, verbose_name=gettext_lazy("active"))
     # The proofs of presence a check-in here may bring (members.checkin): any one accepted
     # proof is enough. A permanent code proves nothing (a photo of it works from home), so
     # a plaza that turns it off accepts only what expires or what says where the phone is.
@@ -47,9 +47,11 @@ class Plaza(models.Model):
         gettext_lazy("geofence radius (metres)"), default=300,
         help_text=gettext_lazy("Leave room for the plaza's size and for a phone's error indoors (often 50–200 m)."),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
 
     class Meta:
+        verbose_name = gettext_lazy("plaza")
+        verbose_name_plural = gettext_lazy("plazas")
         ordering = ["code"]
         permissions = [("show_checkin_screen", "Can show the plaza's rotating check-in code on a screen")]
         constraints = [
@@ -80,37 +82,53 @@ class Plaza(models.Model):
 
 class Merchant(models.Model):
     class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        SUSPENDED = "suspended", "Suspended"
-        CLOSED = "closed", "Closed"
+        ACTIVE = "active", gettext_lazy("Active")
+        SUSPENDED = "suspended", gettext_lazy("Suspended")
+        CLOSED = "closed", gettext_lazy("Closed")
 
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, verbose_name=gettext_lazy("name"))
     # The share of each sale the merchant funds as points, in basis points (100 = 1 %).
-    earn_rate_bp = models.PositiveIntegerField(default=100)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
-    contact_phone = models.CharField(max_length=32, blank=True)
+    earn_rate_bp = models.PositiveIntegerField(
+        verbose_name=gettext_lazy("earn rate (%)"), default=100,
+        help_text=gettext_lazy(
+            "The share of each sale the merchant funds as points, in percent: 1 means 1 percent of the amount "
+            "(up to 2 decimals, at most 100)."
+        ),
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, verbose_name=gettext_lazy("status"))
+    contact_phone = models.CharField(max_length=32, blank=True, verbose_name=gettext_lazy("contact phone"))
     # Limits on what a merchant can declare (issue "Trust"): a sale above max_sale_fen is
     # refused; mall-funded points of its sales above the daily cap are held for staff
     # when the pending points are released. Empty: the settings' defaults.
     max_sale_fen = models.BigIntegerField(
-        null=True, blank=True, help_text="The largest single sale this merchant may book, in fen. Empty: MERCHANT_MAX_SALE_FEN."
+        verbose_name=gettext_lazy("largest sale (yuan)"),
+        null=True, blank=True,
+        help_text=gettext_lazy("The largest single sale this merchant may book, in yuan. Empty: MERCHANT_MAX_SALE_FEN."),
     )
     mall_points_daily_cap = models.BigIntegerField(
+        verbose_name=gettext_lazy("daily cap of mall-funded points"),
         null=True, blank=True,
-        help_text="Mall-funded points a day (tier extras) released for this merchant's sales; the rest is held for review. "
-        "Empty: MERCHANT_MALL_POINTS_DAILY_CAP.",
+        help_text=gettext_lazy(
+            "Mall-funded points a day (tier extras) released for this merchant's sales; the rest is held for review. "
+            "Empty: MERCHANT_MALL_POINTS_DAILY_CAP."
+        ),
     )
     # Service-provider (partner) mode: the tenant's own accounts collect its shoppers'
     # payments when set; otherwise the mall's account does, and settles with the tenant.
     wechat_sub_mch_id = models.CharField(
-        max_length=32, blank=True, help_text="WeChat Pay sub-merchant id (sub_mch_id) under the mall's service-provider account."
+        verbose_name=gettext_lazy("WeChat Pay sub-merchant id"),
+        max_length=32, blank=True,
+        help_text=gettext_lazy("WeChat Pay sub-merchant id (sub_mch_id) under the mall's service-provider account."),
     )
     alipay_app_auth_token = models.CharField(
-        max_length=64, blank=True, help_text="The tenant's Alipay app_auth_token, granted to the mall's app."
+        verbose_name=gettext_lazy("Alipay app_auth_token"),
+        max_length=64, blank=True, help_text=gettext_lazy("The tenant's Alipay app_auth_token, granted to the mall's app."),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
 
     class Meta:
+        verbose_name = gettext_lazy("merchant")
+        verbose_name_plural = gettext_lazy("merchants")
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(condition=Q(earn_rate_bp__lte=10000), name="merchant_earn_rate_at_most_100pct"),
@@ -129,16 +147,18 @@ class Merchant(models.Model):
 
 
 class Store(models.Model):
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="stores")
-    plaza = models.ForeignKey(Plaza, on_delete=models.PROTECT, related_name="stores")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="stores", verbose_name=gettext_lazy("merchant"))
+    plaza = models.ForeignKey(Plaza, on_delete=models.PROTECT, related_name="stores", verbose_name=gettext_lazy("plaza"))
     # Public: printed in the shop's payment QR (/m/pay/<code>/) and sent by the POS.
-    code = models.SlugField(max_length=32, unique=True)
-    name = models.CharField(max_length=100)
-    unit = models.CharField(max_length=32, blank=True, help_text="Shop number in the plaza, e.g. L2-018.")
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    code = models.SlugField(max_length=32, unique=True, verbose_name=gettext_lazy("store code"))
+    name = models.CharField(max_length=100, verbose_name=gettext_lazy("name"))
+    unit = models.CharField(max_length=32, blank=True, help_text=gettext_lazy("Shop number in the plaza, e.g. L2-018."), verbose_name=gettext_lazy("unit"))
+    is_active = models.BooleanField(default=True, verbose_name=gettext_lazy("active"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
 
     class Meta:
+        verbose_name = gettext_lazy("store")
+        verbose_name_plural = gettext_lazy("stores")
         ordering = ["code"]
 
     def __str__(self):
@@ -152,16 +172,17 @@ class MerchantApiKey(models.Model):
     whole key proves it. Several may be live at once, so a merchant can rotate.
     """
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="api_keys")
-    name = models.CharField(max_length=100, default="default")
-    prefix = models.CharField(max_length=16, unique=True)
-    key_hash = models.CharField(max_length=64)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="api_keys", verbose_name=gettext_lazy("merchant"))
+    name = models.CharField(max_length=100, default="default", verbose_name=gettext_lazy("name"))
+    prefix = models.CharField(max_length=16, unique=True, verbose_name=gettext_lazy("prefix"))
+    key_hash = models.CharField(max_length=64, verbose_name=gettext_lazy("key hash"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    last_used_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("last used at"))
+    revoked_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("revoked at"))
 
     class Meta:
-        verbose_name = "merchant API key"
+        verbose_name = gettext_lazy("merchant API key")
+        verbose_name_plural = gettext_lazy("merchant API keys")
 
     def __str__(self):
         return f"mk_{self.prefix}_… ({self.merchant})"

@@ -7,27 +7,28 @@ per kind (purchase, redemption, order refunds): their rows differ (fen, points, 
 and points with a platform state), and each is reconciled against its own figure.
 """
 
+import re
+
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from core.api import validated
+from core.api import CURSOR_PATTERN, DAY_SCHEMA, validated
 from members.api.merchant import MerchantApiView, merchant_error_responses
 from members.api.shopper import PageQuerySerializer
 from payments import backoffice, services
 from payments.api.orders import OrderRefundSerializer
 from payments.api.sales import PurchaseCreateApi, PurchaseOutputSerializer, RedemptionCreateApi, RedemptionOutputSerializer
 
-_DAY_SCHEMA = {"type": "string", "format": "date", "pattern": "^2[0-9]{3}-[0-9]{2}-[0-9]{2}$"}
 LIST_PARAMETERS = [
-    OpenApiParameter("from", _DAY_SCHEMA, OpenApiParameter.QUERY, required=True,
+    OpenApiParameter("from", DAY_SCHEMA, OpenApiParameter.QUERY, required=True,
                      description="First day, YYYY-MM-DD, in the mall's local time (Asia/Shanghai). 第一天（商场当地时间）。"),
-    OpenApiParameter("to", _DAY_SCHEMA, OpenApiParameter.QUERY, required=True,
+    OpenApiParameter("to", DAY_SCHEMA, OpenApiParameter.QUERY, required=True,
                      description="Last day, inclusive: not before `from`, at most 92 days in all (as the daily report). "
                      "最后一天（含），不早于 from，最多 92 天。"),
     OpenApiParameter("store_code", {"type": "string", "minLength": 1, "maxLength": 32}, OpenApiParameter.QUERY,
                      description="Only this one of the merchant's stores. 仅本商户的某一门店。"),
-    OpenApiParameter("cursor", {"type": "string", "maxLength": 64}, OpenApiParameter.QUERY,
+    OpenApiParameter("cursor", {"type": "string", "maxLength": 36, "pattern": CURSOR_PATTERN}, OpenApiParameter.QUERY,
                      description="next_cursor of the previous page; leave out for the first. 上一页返回的 next_cursor。"),
     OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, OpenApiParameter.QUERY,
                      description="Rows per page, 1–100 (default 20). 每页条数。"),
@@ -38,6 +39,7 @@ LIST_ERRORS = {
     "blank or longer than 32",
     "404": "store_not_found: store_code is not one of this merchant's stores",
 }
+_CURSOR = re.compile(CURSOR_PATTERN, re.ASCII)
 PAGING = ("Oldest first, by time booked then id; pass next_cursor back as cursor until it is null. A row booked while "
           "you page shows up once, on a later page; reconcile a day once it is over. Only this merchant's rows.")
 NEXT_CURSOR_HELP = "Pass as cursor for the next page; null on the last."
@@ -52,6 +54,8 @@ class ListQuerySerializer(PageQuerySerializer):
         blank = [name for name in ("store_code", "limit") if self.initial_data.get(name) == ""]
         if blank:
             raise serializers.ValidationError({name: ["This field may not be blank."] for name in blank}, code="blank")
+        if data["cursor"] and _CURSOR.fullmatch(data["cursor"]) is None:
+            raise backoffice.InvalidCursor()
         return data
 
 
@@ -82,8 +86,8 @@ class PurchaseListCreateApi(PurchaseCreateApi):
 
     @extend_schema(
         operation_id="purchases_list",
-        summary="This merchant's purchases of a period, for reconciliation",
-        description="Each sale as GET /api/v1/purchases/{id}/ shows it. Over a day, the sum of amount_fen is the daily "
+        summary="Purchases by day · 消费明细（对账）",
+        description="This merchant's purchases of a period, for reconciliation. Each sale as GET /api/v1/purchases/{id}/ shows it. Over a day, the sum of amount_fen is the daily "
         "report's sales_fen, the number of rows its transactions and the distinct member_no its customers. " + PAGING
         + "\n\n本商户在某段日期内的 POS 消费记录，用于对账：当天 amount_fen 之和等于日报的 sales_fen，条数等于 transactions。"
         + PAGING_ZH,
@@ -93,7 +97,7 @@ class PurchaseListCreateApi(PurchaseCreateApi):
             "id": 1042, "points_earned": 38, "points_balance": None, "member_present": True, "member_no": "100000000017",
             "store_code": "sh-starbucks", "amount_fen": 3800, "refunded_fen": 0, "order_ref": "POS-0001",
             "created_at": "2026-03-10T10:30:00+08:00"}),
-        tags=["purchases"],
+        tags=["back-office"],
     )
     def get(self, request):
         return _listed(request, backoffice.merchant_purchases, PurchaseOutputSerializer)
@@ -108,8 +112,8 @@ class RedemptionListCreateApi(RedemptionCreateApi):
 
     @extend_schema(
         operation_id="redemptions_list",
-        summary="Points shoppers paid with at this merchant in a period, for reconciliation",
-        description="Each redemption as GET /api/v1/redemptions/{id}/ shows it. Over a day, Σ points less Σ points of "
+        summary="Redemptions by day · 积分抵扣明细（对账）",
+        description="Points shoppers paid with at this merchant in a period, for reconciliation. Each redemption as GET /api/v1/redemptions/{id}/ shows it. Over a day, Σ points less Σ points of "
         "the redemption refunds booked that day is the daily report's points_accepted. " + PAGING
         + "\n\n本商户在某段日期内收取的积分抵扣记录，用于对账：当天 points 之和减去当天积分退还之和等于日报的 points_accepted。"
         + PAGING_ZH,
@@ -119,7 +123,7 @@ class RedemptionListCreateApi(RedemptionCreateApi):
             "id": 311, "points": 500, "value_fen": 500, "returned_points": 0, "points_balance": None,
             "member_no": "100000000017", "store_code": "sh-starbucks", "order_ref": "POS-0002",
             "created_at": "2026-03-10T16:05:00+08:00"}),
-        tags=["redemptions"],
+        tags=["back-office"],
     )
     def get(self, request):
         return _listed(request, backoffice.merchant_redemptions, RedemptionOutputSerializer)
@@ -165,8 +169,8 @@ class PurchaseRefundListApi(MerchantApiView):
 
     @extend_schema(
         operation_id="purchase_refunds_list",
-        summary="Refunds of this merchant's purchases booked in a period",
-        description="By the day the refund was booked, whenever the sale was. Over a day, Σ amount_fen is the daily "
+        summary="Purchase refunds by day · 消费退款明细",
+        description="Refunds of this merchant's purchases booked in a period. By the day the refund was booked, whenever the sale was. Over a day, Σ amount_fen is the daily "
         "report's refunds_fen. " + PAGING + "\n\n某段日期内登记的 POS 消费退款（按退款日期），当天 amount_fen 之和等于日报的 "
         "refunds_fen。" + PAGING_ZH,
         parameters=LIST_PARAMETERS,
@@ -174,7 +178,7 @@ class PurchaseRefundListApi(MerchantApiView):
         examples=_example({
             "id": 77, "purchase_id": 1042, "store_code": "sh-starbucks", "order_ref": "POS-0001", "amount_fen": 1900,
             "points_reversed": 19, "shortfall_points": 0, "created_at": "2026-03-10T15:00:00+08:00"}),
-        tags=["purchases"],
+        tags=["back-office"],
     )
     def get(self, request):
         return _listed(request, backoffice.merchant_purchase_refunds, PurchaseRefundRowSerializer)
@@ -187,15 +191,15 @@ class RedemptionRefundListApi(MerchantApiView):
 
     @extend_schema(
         operation_id="redemption_refunds_list",
-        summary="Points this merchant gave back on cancelled redemptions in a period",
-        description="By the day the points were given back. " + PAGING
+        summary="Redemption refunds by day · 积分退还明细",
+        description="Points this merchant gave back on cancelled redemptions in a period. By the day the points were given back. " + PAGING
         + "\n\n某段日期内退还给顾客的积分（按退还日期）。" + PAGING_ZH,
         parameters=LIST_PARAMETERS,
         responses={200: OutputSerializer, **merchant_error_responses(**LIST_ERRORS)},
         examples=_example({
             "id": 12, "redemption_id": 311, "store_code": "sh-starbucks", "order_ref": "POS-0002", "points": 200,
             "created_at": "2026-03-10T17:20:00+08:00"}),
-        tags=["redemptions"],
+        tags=["back-office"],
     )
     def get(self, request):
         return _listed(request, backoffice.merchant_redemption_refunds, RedemptionRefundRowSerializer)
@@ -208,8 +212,8 @@ class OrderRefundListApi(MerchantApiView):
 
     @extend_schema(
         operation_id="order_refunds_list",
-        summary="Refunds of this merchant's orders asked for in a period, with their state now",
-        description="By the day the refund was asked for; status and finished_at say where it stands (the monthly "
+        summary="Order refunds by day · 订单退款明细",
+        description="Refunds of this merchant's orders asked for in a period, with their state now. By the day the refund was asked for; status and finished_at say where it stands (the monthly "
         "settlement counts succeeded refunds in the month they finished). " + PAGING
         + "\n\n某段日期内发起的扫码订单退款（按发起日期）及其当前状态；月度结算按退款成功的月份计入。" + PAGING_ZH,
         parameters=LIST_PARAMETERS,
@@ -218,7 +222,7 @@ class OrderRefundListApi(MerchantApiView):
             "out_refund_no": "R20260310000123", "out_trade_no": "O20260310000456", "status": "succeeded",
             "amount_fen": 5000, "cash_fen": 4000, "points": 1000, "failure": "", "created_at": "2026-03-10T18:00:00+08:00",
             "kind": "requested", "store_code": "sh-starbucks", "finished_at": "2026-03-10T18:00:05+08:00"}),
-        tags=["orders"],
+        tags=["back-office"],
     )
     def get(self, request):
         return _listed(request, backoffice.merchant_order_refunds, OrderRefundRowSerializer)

@@ -73,8 +73,8 @@ class OrderCreateApi(MerchantApiView):
 
     @extend_schema(
         operation_id="orders_create",
-        summary="Show a payment QR for a bill (WeChat Native / Alipay precreate)",
-        description="The answer's code_url is shown as a QR code on the POS screen. When the shopper pays it, the "
+        summary="Show a payment QR for a bill · 生成收款二维码",
+        description="Show a payment QR for a bill (WeChat Native / Alipay precreate). The answer's code_url is shown as a QR code on the POS screen. When the shopper pays it, the "
         "platform's notification books the payment and the payer earns this merchant's points (a new payer becomes a "
         "member). Unpaid, the order closes after ORDER_PAY_MINUTES (15).",
         request=InputSerializer,
@@ -123,7 +123,8 @@ class OrderCreateApi(MerchantApiView):
 class OrderDetailApi(MerchantApiView):
     @extend_schema(
         operation_id="orders_retrieve",
-        summary="One of this merchant's orders (QR orders and shoppers' payments at its stores)",
+        summary="One order · 查询订单",
+        description="One of this merchant's orders (QR orders and shoppers' payments at its stores).",
         responses={200: MerchantOrderSerializer, **merchant_error_responses(**{"404": "order_not_found: not this merchant's order"})},
         tags=["orders"],
     )
@@ -138,8 +139,8 @@ class OrderRefundCreateApi(MerchantApiView):
 
     @extend_schema(
         operation_id="orders_refunds_create",
-        summary="Refund part or all of a paid order, through its payment platform",
-        description="The money goes back through the platform the shopper paid with; points the order earned are taken "
+        summary="Refund an order · 订单退款",
+        description="Refund part or all of a paid order, through its payment platform. The money goes back through the platform the shopper paid with; points the order earned are taken "
         "back in proportion, and points it used are given back, when the platform confirms. Retrying with the same "
         "Idempotency-Key returns the same refund with its state now (201 again).",
         request=InputSerializer,
@@ -153,7 +154,7 @@ class OrderRefundCreateApi(MerchantApiView):
                 "the key was used for another amount",
             }),
         },
-        tags=["orders"],
+        tags=["refunds"],
     )
     def post(self, request, out_trade_no: str):
         key = services.idempotency_key_check(request.headers.get("Idempotency-Key"))

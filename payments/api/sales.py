@@ -5,8 +5,6 @@ a replay gets the first response (status and body), the same key with another bo
 gets 409 idempotency_conflict, and concurrent requests with one key have one effect.
 """
 
-from datetime import date
-
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
@@ -14,7 +12,7 @@ from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from core.api import StrictIntegerField, validated
+from core.api import DAY_SCHEMA, StrictCharField, StrictDateField, StrictIntegerField, idempotency_key_parameter, validated
 from members import ledger
 from members.api.merchant import (
     MEMBER_ERRORS,
@@ -27,11 +25,7 @@ from members.api.merchant import (
 )
 from payments import reports, services
 
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
-    description="1–200 printable ASCII characters, unique per operation (a UUID is a good choice). "
-    "Retrying with the same key and body returns the first response.",
-)
+IDEMPOTENCY_HEADER = idempotency_key_parameter()
 TOO_MANY_CODES = {"429": "too_many_invalid_codes: too many wrong member codes; too_many_invalid_member_numbers: too many "
                   "unknown member numbers (20 in 10 minutes per key)"}
 
@@ -101,21 +95,31 @@ class PurchaseOutputSerializer(serializers.Serializer):
 
 class PurchaseCreateApi(MerchantApiView):
     class InputSerializer(MemberRefSerializer):
-        store_code = serializers.CharField(max_length=32)
-        amount_fen = StrictIntegerField(max_setting="MAX_AMOUNT_FEN", help_text="The sale in fen (¥1 = 100), a JSON integer.")
-        order_ref = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+        store_code = StrictCharField(max_length=32, help_text="One of this merchant's stores. 本商户的门店编码。")
+        amount_fen = StrictIntegerField(max_setting="MAX_AMOUNT_FEN", help_text="The sale in fen (¥1 = 100), a JSON integer. "
+                                        "消费金额，单位为分。")
+        order_ref = StrictCharField(max_length=64, required=False, allow_blank=True, default="",
+                                    help_text="The POS's own order number, unique per merchant if given. POS 单号。")
 
     @extend_schema(
         operation_id="purchases_create",
-        summary="Book a purchase: the shopper earns points funded by this merchant",
-        description="Scan the shopper's member code (member_code): the sale earns this merchant's points plus the mall-funded "
+        summary="Record a purchase · 记录一笔消费",
+        description="Book a purchase: the shopper earns points funded by this merchant. Scan the shopper's member code (member_code): the sale earns this merchant's points plus the mall-funded "
         "tier extra (pending for the refund window) and the answer tells the shopper's balance. A sale booked by member_no "
         "earns this merchant's points only, and the balance is not told. Wrong member numbers count against the key like "
         "wrong codes.",
         request=InputSerializer,
         parameters=[IDEMPOTENCY_HEADER],
-        examples=[OpenApiExample("By scanned code", request_only=True, value={
-            "member_code": "87408045666652830219846", "store_code": "sh-starbucks", "amount_fen": 3800, "order_ref": "POS-0001"})],
+        examples=[
+            OpenApiExample("By scanned code", request_only=True, value={
+                "member_code": "87408045666652830219846", "store_code": "sh-starbucks", "amount_fen": 3800, "order_ref": "POS-0001"}),
+            OpenApiExample("By member number", request_only=True, value={
+                "member_no": "100000000017", "store_code": "sh-starbucks", "amount_fen": 3800, "order_ref": "POS-0002"}),
+            OpenApiExample("Booked by scanned code", response_only=True, status_codes=["201"], value={
+                "id": 1042, "points_earned": 45, "points_balance": 1283, "member_present": True, "member_no": "100000000017",
+                "store_code": "sh-starbucks", "amount_fen": 3800, "refunded_fen": 0, "order_ref": "POS-0001",
+                "created_at": "2026-03-10T10:30:00+08:00"}),
+        ],
         responses={
             201: PurchaseOutputSerializer,
             **merchant_error_responses(**{
@@ -149,7 +153,8 @@ class PurchaseCreateApi(MerchantApiView):
 class PurchaseDetailApi(MerchantApiView):
     @extend_schema(
         operation_id="purchases_retrieve",
-        summary="One of this merchant's purchases",
+        summary="One purchase · 查询一笔消费",
+        description="One of this merchant's purchases.",
         responses={200: PurchaseOutputSerializer, **merchant_error_responses(**{"404": "purchase_not_found: not this merchant's purchase"})},
         tags=["purchases"],
     )
@@ -184,8 +189,8 @@ class PurchaseRefundCreateApi(MerchantApiView):
 
     @extend_schema(
         operation_id="purchases_refunds_create",
-        summary="Refund part or all of a purchase; its points go back in proportion",
-        description="Points are taken back in proportion to the amount refunded; partial refunds add up exactly. "
+        summary="Refund a purchase · 消费退款",
+        description="Refund part or all of a purchase; its points go back in proportion. Points are taken back in proportion to the amount refunded; partial refunds add up exactly. "
         "The wallet never goes below zero: points the shopper already spent are reported as shortfall_points.",
         request=InputSerializer,
         parameters=[IDEMPOTENCY_HEADER],
@@ -197,7 +202,7 @@ class PurchaseRefundCreateApi(MerchantApiView):
                 "409": "refund_exceeds_purchase: more than what is left of the purchase; idempotency_conflict",
             }),
         },
-        tags=["purchases"],
+        tags=["refunds"],
     )
     def post(self, request, purchase_id: int):
         def prepare():
@@ -239,21 +244,29 @@ class RedemptionOutputSerializer(serializers.Serializer):
 
 class RedemptionCreateApi(MerchantApiView):
     class InputSerializer(ShopperRefSerializer):
-        store_code = serializers.CharField(max_length=32)
-        points = StrictIntegerField(max_setting="MAX_POINTS", help_text="Points the shopper pays with, a JSON integer.")
-        order_ref = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+        store_code = StrictCharField(max_length=32, help_text="One of this merchant's stores. 本商户的门店编码。")
+        points = StrictIntegerField(max_setting="MAX_POINTS", help_text="Points the shopper pays with, a JSON integer. 抵扣的积分数。")
+        order_ref = StrictCharField(max_length=64, required=False, allow_blank=True, default="", help_text="POS 单号。")
 
     @extend_schema(
         operation_id="redemptions_create",
-        summary="The shopper pays with points at this merchant's store",
-        description="Spending needs the shopper. Scan their member code (member_code): it pays once, up to the per-spend "
+        summary="Pay with points · 积分抵扣",
+        description="The shopper pays with points at this merchant's store. Spending needs the shopper. Scan their member code (member_code): it pays once, up to the per-spend "
         "limit (REDEEM_CODE_MAX_POINTS, 5,000 by default). For more, the shopper confirms the amount in the mini-program or "
         "on the member page, which shows a redemption_token (rt_…) for this store, valid about two minutes, used once. "
         "A member_no is refused (400 shopper_required). The shopper gets a message for every spend.",
         request=InputSerializer,
         parameters=[IDEMPOTENCY_HEADER],
-        examples=[OpenApiExample("By scanned code", request_only=True, value={
-            "member_code": "87408045666652830219846", "store_code": "sh-starbucks", "points": 500, "order_ref": "POS-0002"})],
+        examples=[
+            OpenApiExample("By scanned code", request_only=True, value={
+                "member_code": "87408045666652830219846", "store_code": "sh-starbucks", "points": 500, "order_ref": "POS-0002"}),
+            OpenApiExample("Confirmed in the app", request_only=True, value={
+                "redemption_token": "rt_Q2xhaW1lZEJ5VGhlU2hvcHBlcjEyMzQ1", "store_code": "sh-starbucks", "points": 8000}),
+            OpenApiExample("Paid", response_only=True, status_codes=["201"], value={
+                "id": 311, "points": 500, "value_fen": 500, "returned_points": 0, "points_balance": 783,
+                "member_no": "100000000017", "store_code": "sh-starbucks", "order_ref": "POS-0002",
+                "created_at": "2026-03-10T16:05:00+08:00"}),
+        ],
         responses={
             201: RedemptionOutputSerializer,
             **merchant_error_responses(**{
@@ -296,7 +309,8 @@ class RedemptionCreateApi(MerchantApiView):
 class RedemptionDetailApi(MerchantApiView):
     @extend_schema(
         operation_id="redemptions_retrieve",
-        summary="One of this merchant's redemptions",
+        summary="One redemption · 查询一笔积分抵扣",
+        description="One of this merchant's redemptions.",
         responses={200: RedemptionOutputSerializer, **merchant_error_responses(**{"404": "redemption_not_found"})},
         tags=["redemptions"],
     )
@@ -321,8 +335,8 @@ class RedemptionRefundCreateApi(MerchantApiView):
 
     @extend_schema(
         operation_id="redemptions_refunds_create",
-        summary="Give back points a redemption took (the sale was cancelled)",
-        description="The points return with the expiry dates they were taken from.",
+        summary="Give back a redemption's points · 退还抵扣的积分",
+        description="Give back points a redemption took (the sale was cancelled). The points return with the expiry dates they were taken from.",
         request=InputSerializer,
         parameters=[IDEMPOTENCY_HEADER],
         responses={
@@ -333,7 +347,7 @@ class RedemptionRefundCreateApi(MerchantApiView):
                 "409": "refund_exceeds_purchase: more than the redemption took; idempotency_conflict",
             }),
         },
-        tags=["redemptions"],
+        tags=["refunds"],
     )
     def post(self, request, redemption_id: int):
         def prepare():
@@ -355,8 +369,8 @@ class RedemptionRefundCreateApi(MerchantApiView):
 
 class DailyReportApi(MerchantApiView):
     class InputSerializer(serializers.Serializer):
-        from_ = serializers.DateField(help_text="First day, YYYY-MM-DD (mall's local time).")
-        to = serializers.DateField(help_text="Last day, inclusive.")
+        from_ = StrictDateField(help_text="First day, YYYY-MM-DD (mall's local time).")
+        to = StrictDateField(help_text="Last day, inclusive.")
 
         def get_fields(self):
             fields = super().get_fields()
@@ -376,10 +390,14 @@ class DailyReportApi(MerchantApiView):
 
     @extend_schema(
         operation_id="reports_daily",
-        summary="Per day: customers, transactions, sales, average ticket, frequency, points",
+        summary="Daily report · 日报（顾客数、笔数、销售额、客单价、频次、积分）",
+        description="Per day: customers, transactions, sales, average ticket, frequency, points.",
         parameters=[
-            OpenApiParameter("from", date, OpenApiParameter.QUERY, required=True),
-            OpenApiParameter("to", date, OpenApiParameter.QUERY, required=True),
+            OpenApiParameter("from", DAY_SCHEMA, OpenApiParameter.QUERY, required=True,
+                             description="First day, YYYY-MM-DD, in the mall's local time (Asia/Shanghai), 2000–2999. 第一天。"),
+            OpenApiParameter("to", DAY_SCHEMA, OpenApiParameter.QUERY, required=True,
+                             description="Last day, inclusive: not before `from`, at most 92 days in all (else 400 "
+                             "invalid_period). 最后一天（含），不早于 from，最多 92 天。"),
         ],
         responses={
             200: OutputSerializer(many=True),
@@ -418,13 +436,16 @@ class SettlementApi(MerchantApiView):
 
     @extend_schema(
         operation_id="settlements_retrieve",
-        summary="The settlement statement for a month: points, payments the mall collected, coupons the mall funded",
-        description="Points at their value (net_fen), the payments the mall's own account collected for the merchant's "
+        summary="Monthly settlement · 月度结算单",
+        description="The settlement statement for a month: points, payments the mall collected, coupons the mall funded. Points at their value (net_fen), the payments the mall's own account collected for the merchant's "
         "orders (payments_due_fen) and the discounts of the mall's coupons the merchant took (coupons_mall_funded_fen); "
         "total_due_fen is their sum. Refunds and full-refund coupon reversals count in the month they happen.",
-        parameters=[OpenApiParameter("period", str, OpenApiParameter.QUERY, required=True, description="YYYY-MM")],
+        parameters=[OpenApiParameter(
+            "period", {"type": "string", "pattern": "^2[0-9]{3}-(?:0[1-9]|1[0-2])$", "example": "2026-11"}, OpenApiParameter.QUERY,
+            required=True, description="The month, YYYY-MM, from 2000-01 to 2999-12. 结算月份。",
+        )],
         responses={200: OutputSerializer, **merchant_error_responses(**{"400": "invalid_period: not YYYY-MM"})},
-        tags=["reports"],
+        tags=["settlements"],
     )
     def get(self, request):
         period = request.query_params.get("period", "")

@@ -125,8 +125,8 @@ def test_a_revoked_key_no_longer_opens_the_merchant_api(tenant_a):
 
 def template_form(**values) -> dict:
     return {
-        "name": "Spring ¥20 off", "description": "", "kind": "cash_off", "status": "active", "face_value_fen": "2000",
-        "min_spend_fen": "10000", "percent_off_bp": "0", "max_discount_fen": "", "gift_description": "",
+        "name": "Spring ¥20 off", "description": "", "kind": "cash_off", "status": "active", "face_value_fen": "20",
+        "min_spend_fen": "100", "percent_off_bp": "0", "max_discount_fen": "", "gift_description": "",
         "valid_from_0": "", "valid_from_1": "", "valid_until_0": "", "valid_until_1": "", "valid_days": "30",
         "total_quota": "", "per_member_limit": "1", "combines_with_points": "on", **values,
     }
@@ -142,6 +142,7 @@ def test_a_tenant_makes_a_template_of_its_own_funded_by_it_for_its_stores(tenant
     template = CouponTemplate.objects.get(name="Spring ¥20 off")
     assert template.merchant == tenant_a.merchant
     assert template.funded_by == CouponTemplate.FundedBy.MERCHANT  # whatever was posted
+    assert (template.face_value_fen, template.min_spend_fen) == (2_000, 10_000)  # typed in yuan, kept in fen
     assert list(template.stores.all()) == [store]
     assert template.points_price is None and not template.claimable
 

@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from backoffice import services
-from core.money import fen_to_yuan
+from core.admin_fields import format_yuan
 from tests.backoffice.conftest import PASSWORD, build_tenant
 from tests.factories import make_member
 from tests.payments.conftest import build_shop
@@ -34,13 +34,13 @@ def test_the_index_shows_the_same_daily_figures_as_the_api(settings):
         assert (shown["customers"], shown["transactions"], shown["frequency"]) == (
             reported["customers"], reported["transactions"], reported["frequency"])
         assert (shown["sales"], shown["ticket"], shown["refunds"]) == (
-            fen_to_yuan(reported["sales_fen"]), fen_to_yuan(reported["average_ticket_fen"]),
-            fen_to_yuan(reported["refunds_fen"]))
+            format_yuan(reported["sales_fen"]), format_yuan(reported["average_ticket_fen"]),
+            format_yuan(reported["refunds_fen"]))
         assert (shown["points_funded"], shown["points_accepted"]) == (reported["points_funded"], reported["points_accepted"])
     busy = next(row for row in daily if row["day"].isoformat() == "2026-03-10")
-    assert (busy["customers"], busy["transactions"], busy["sales"]) == (2, 2, "133.33")
+    assert (busy["customers"], busy["transactions"], busy["sales"]) == (2, 2, "¥133.33")
     page = response.content.decode()
-    assert "133.33" in page and "Alpha" in page
+    assert "¥133.33" in page and "Alpha" in page
 
 
 def test_the_index_shows_this_months_settlement_as_the_api(settings):
@@ -52,8 +52,8 @@ def test_the_index_shows_this_months_settlement_as_the_api(settings):
     assert api.status_code == 200, api.content
     statement, shown = api.json(), response.context["settlement"]
     assert shown["period"] == "2026-03"
-    assert shown["total_due"] == fen_to_yuan(statement["total_due_fen"])
-    assert shown["collected"] == fen_to_yuan(statement["collected_fen"]) == "95.00"  # the paid sandbox order's cash
+    assert shown["total_due"] == format_yuan(statement["total_due_fen"])
+    assert shown["collected"] == format_yuan(statement["collected_fen"]) == "¥95.00"  # the paid sandbox order's cash
 
 
 def test_the_index_renders_for_a_merchant_with_no_sales_in_chinese(settings):

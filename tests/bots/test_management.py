@@ -85,6 +85,7 @@ def test_the_plaza_admin_action_creates_and_shows_the_codes(wechat_api, plaza, r
     from django.contrib import admin as django_admin
     from django.contrib.auth.models import User
     from django.contrib.messages.storage.fallback import FallbackStorage
+    from django.utils import translation
 
     from bots.admin import create_wechat_checkin_qr
     from members.models import Plaza
@@ -97,6 +98,6 @@ def test_the_plaza_admin_action_creates_and_shows_the_codes(wechat_api, plaza, r
     response = create_wechat_checkin_qr(django_admin.site._registry[Plaza], request, Plaza.objects.all())
     page = response.content.decode()
     assert response.status_code == 200 and "checkin:sh-wanda" in page and "data:image/png;base64," in page
-    with override_settings(WECHAT_APP_SECRET=""):
+    with override_settings(WECHAT_APP_SECRET=""), translation.override("en"):  # the message, as English staff read it
         assert create_wechat_checkin_qr(django_admin.site._registry[Plaza], request, Plaza.objects.all()) is None
     assert "must be set" in str(list(request._messages)[-1])

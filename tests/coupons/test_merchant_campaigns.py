@@ -484,9 +484,10 @@ def test_admin_keeps_a_merchants_request_as_asked_but_may_lower_its_cap(admin_cl
     url = reverse("admin:coupons_campaign_change", args=[campaign.pk])
 
     page = admin_client.get(url).content.decode()
-    raised = admin_client.post(url, {"status": "pending", "max_targets": 900})
-    bypassed = admin_client.post(url, {"status": "active", "max_targets": 500})
-    lowered = admin_client.post(url, {"status": "pending", "max_targets": 200})
+    why = {"audit_reason": "the merchant asked for fewer"}  # every change of a campaign says why (core.audit_admin)
+    raised = admin_client.post(url, {"status": "pending", "max_targets": 900, **why})
+    bypassed = admin_client.post(url, {"status": "active", "max_targets": 500, **why})
+    lowered = admin_client.post(url, {"status": "pending", "max_targets": 200, **why})
 
     assert 'name="segments"' not in page and 'name="message_body"' not in page and 'name="max_targets"' in page
     assert raised.status_code == 200 and bypassed.status_code == 200  # the form again, with its error

@@ -142,6 +142,11 @@ def coupon_redemption(site, shop: Shop, body: dict, key: str):
     return site.post_json("/api/v1/coupon-redemptions/", body, token=shop.api_key, idempotency_key=key)
 
 
+def yuan(fen: int) -> str:
+    """An amount as staff type it in the admin's forms: yuan, two decimals."""
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
 def coupon_code(site, shopper: Shopper, coupon_id: int) -> str:
     response = site.post_json(f"/api/mp/v1/coupons/{coupon_id}/code/", {}, token=shopper.token)
     assert response.status_code == 200, (response.status_code, response.text[:500])
@@ -153,7 +158,7 @@ def test_a_wake_up_campaign_run_on_the_cluster_brings_a_lapsed_shopper_back_to_t
     tag = secrets.token_hex(4)  # finds this campaign's message among the others
     template_id = template_add(deployment, staff, {
         "name": "E2E 新品尝鲜券", "kind": "cash_off", "funded_by": "mall", "status": "active",
-        "face_value_fen": str(WAKE_UP_FACE_FEN), "min_spend_fen": str(WAKE_UP_MIN_SPEND_FEN), "valid_days": "30",
+        "face_value_fen": yuan(WAKE_UP_FACE_FEN), "min_spend_fen": yuan(WAKE_UP_MIN_SPEND_FEN), "valid_days": "30",
         "per_member_limit": "1",
     })
     # Staff write the campaign as a draft; it runs once they make it active.
@@ -277,7 +282,7 @@ def test_a_shopper_exchanges_points_for_a_coupon_and_uses_it_at_the_till(deploym
     price, face = 100, 2_000
     template_id = template_add(deployment, staff, {
         "name": "E2E 积分兑换券", "kind": "voucher", "funded_by": "mall", "status": "active",
-        "face_value_fen": str(face), "valid_days": "7", "per_member_limit": "2", "points_price": str(price),
+        "face_value_fen": yuan(face), "valid_days": "7", "per_member_limit": "2", "points_price": str(price),
         "total_quota": "100",
     })
     shopper = shopper_new(deployment, shop)

@@ -13,6 +13,12 @@ from tests.factories import make_member
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _english(settings):
+    """These tests read English texts; the admin speaks zh-Hans by default (tests/members/test_admin_chinese.py)."""
+    settings.LANGUAGE_CODE = "en"
+
+
 def url(model, view, *args):
     return reverse(f"admin:members_{model._meta.model_name}_{view}", args=args)
 
@@ -79,7 +85,7 @@ def test_resend_action_queues_failed_pushes_and_leaves_sent_ones(admin_client, o
             url(Push, "changelist"), {"action": "resend", "_selected_action": [sent.pk, failed.pk]}, follow=True
         )
     texts = [str(m) for m in get_messages(response.wsgi_request)]
-    assert "1 push(es) queued to be sent again." in texts
+    assert "1 push queued to be sent again." in texts
     assert any("1 left alone" in text for text in texts)
     failed.refresh_from_db()
     assert (failed.status, failed.channel, failed.attempts) == (Push.Status.SENT, Push.Channel.SANDBOX, 1)

@@ -20,6 +20,12 @@ from tests.factories import make_member, make_store
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _english(settings):
+    """These tests read English texts; the admin speaks zh-Hans by default (tests/members/test_admin_chinese.py)."""
+    settings.LANGUAGE_CODE = "en"
+
 LOCAL = ZoneInfo("Asia/Shanghai")
 # A Monday in June: the last three complete months are March, April and May.
 NOW = datetime(2026, 6, 15, 10, 0, tzinfo=LOCAL)

@@ -162,7 +162,7 @@ def test_order_pages_are_read_only_and_show_events_refunds_and_notifications(adm
     (partial_refund,) = book["partial"].refunds.all()
     assert partial_refund.out_refund_no in page and "refund_requested" in page
     assert "40.00" in page and "30.00" in page  # amount, and left to refund
-    assert PaymentNotification.Outcome.PROCESSED.label in page
+    assert str(PaymentNotification.Outcome.PROCESSED.label) in page
     assert reverse("admin:members_store_print_qr", args=[book["tea"].store.pk]) in page
 
     paid = book["paid"]

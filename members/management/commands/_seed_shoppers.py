@@ -1,162 +1,192 @@
-"""seed_demo's shoppers and their history: sales dated in the past, so that the nightly
-segment tagging finds every lifecycle segment in the demo mall.
+"""seed_demo's shoppers and what each of them did over the past year: a plan of visits
+drawn from a persona (VIPs, regulars, occasional shoppers, regulars who stopped coming,
+newcomers, members who never bought), deterministic for a given random seed.
 
-Every point moves through members/ledger.py with a fixed idempotency key and ``at``;
-each sale also leaves the Purchase and the Visit a POS sale leaves, dated like its
-earn, so the ledger, the merchants' reports, the segments and a campaign's results all
-tell the same story. Safe to run twice: a sale whose Purchase exists is left alone.
+The plan is data only; ``_seed_history`` books it through the real services.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from random import Random
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from members import ledger, services
-from members.models import Identity, Member, PointsTransaction, Store, Visit
-from payments.models import Purchase, PurchaseRefund
+from members import services
+from members.management.commands._seed_mall import TENANTS
+from members.models import Identity, Member, Plaza, Store
 
+DEMO_OPENID = "demo-openid-{:04d}"
+HISTORY_DAYS = 365
 WELCOME_POINTS = 100
 # The demo's main shopper (the first one) gets these to try the points mall with.
 POINTS_MALL_TRIAL = 1000
 
 
-def shopper_ensure(*, i: int, plaza, joined: datetime) -> Member:
-    """Demo shopper ``i`` (official-account openid ``demo-openid-<i>``), found or made;
-    a new one is dated as having joined at ``joined``."""
-    openid = f"demo-openid-{i:03d}"
-    identity = (
-        Identity.objects.select_related("member").filter(channel=Identity.Channel.WECHAT_OPENID, external_id=openid).first()
-    )
-    if identity:
-        return identity.member
-    with transaction.atomic():
-        member = services.member_create(
-            join_channel=Member.Channel.WECHAT, plaza=plaza, phone=f"+86139{i:08d}", nickname=f"Demo shopper {i}"
-        )
-        Identity.objects.create(member=member, channel=Identity.Channel.WECHAT_OPENID, external_id=openid)
-        # A demo has a past: the member row says when they joined (no point moves here).
-        Member.objects.filter(pk=member.pk).update(created_at=joined)
-        member.created_at = joined
-    return member
-
-
-def welcome_grant(member: Member) -> PointsTransaction:
-    return ledger.points_grant(
-        member=member, points=WELCOME_POINTS, reason="welcome gift", idempotency_key=f"seed:welcome:{member.pk}",
-        at=member.created_at,
-    )
-
-
-def sale(*, member: Member, store: Store, amount_fen: int, key: str, reference: str, at: datetime | None = None):
-    """A POS sale at ``store`` dated ``at`` (default now): the earn, the Purchase and the Visit.
-
-    payments.services.purchase_record books a sale *now* and pushes "you earned N points";
-    a demo's history is in the past and tells nobody, so this books the same three rows
-    the same way, at ``at``. The points move only through ``ledger.points_earn``.
-    """
-    with transaction.atomic():
-        earn = ledger.points_earn(
-            member=member, store=store, amount_fen=amount_fen, idempotency_key=key, reference=reference, at=at
-        )
-        purchase = Purchase.objects.filter(earn=earn).first()
-        if purchase is None:
-            purchase = Purchase.objects.create(
-                merchant=store.merchant, store=store, member_id=earn.member_id, amount_fen=amount_fen,
-                order_ref=reference, earn=earn, created_at=earn.created_at,
-            )
-            services.visit_record(
-                member=member, plaza=store.plaza, store=store, kind=Visit.Kind.PURCHASE, amount_fen=amount_fen,
-                at=earn.created_at,
-            )
-    return purchase
-
-
-def sale_refund(*, purchase: Purchase, amount_fen: int, key: str) -> PurchaseRefund:
-    """Refund part of a demo sale now, as payments.services.purchase_refund does: the points back through the ledger."""
-    with transaction.atomic():
-        reversal = ledger.points_reverse(original=purchase.earn, amount_fen=amount_fen, idempotency_key=key)
-        refund = PurchaseRefund.objects.filter(reversal=reversal).first()
-        if refund is None:
-            refund = PurchaseRefund.objects.create(
-                purchase=purchase, amount_fen=amount_fen, reversal=reversal, created_at=reversal.created_at
-            )
-            Purchase.objects.filter(pk=purchase.pk).update(refunded_fen=purchase.refunded_fen + amount_fen)
-    return refund
-
-
-# --- the lifecycle personas -------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Persona:
-    """``count`` shoppers the segment rules (members/segments.py) put in ``segment``."""
-
-    segment: str
-    count: int
-    # For the persona's j-th shopper and the present: when they joined, and the instants
-    # of their purchases.
-    joined: Callable[[int, datetime], datetime]
-    purchases: Callable[[int, datetime], list[datetime]]
-    amount_fen: tuple[int, int]
-
-
-def _days(now: datetime, days: int, hours: int = 0) -> datetime:
-    return now - timedelta(days=days, hours=hours)
-
-
-def _lapsed_purchases(j: int, now: datetime) -> list[datetime]:
-    # Regulars once — a purchase a month — who stopped coming 125 to 217 days ago.
-    last = 125 + 4 * j
-    return [_days(now, last + 30 * m, hours=j % 7) for m in range(2 + j % 3)]
-
-
-def _month_start(now: datetime, back: int) -> datetime:
-    """Midnight on the first of the local calendar month ``back`` months before ``now``'s."""
-    local = timezone.localtime(now)
-    year, month = divmod(local.year * 12 + local.month - 1 - back, 12)
-    return timezone.make_aware(datetime(year, month + 1, 1))
-
-
-def _loyal_purchases(j: int, now: datetime) -> list[datetime]:
-    # A purchase in each of the last six complete months (loyalty asks for the last three).
-    return [_month_start(now, back) + timedelta(days=2 + 3 * j, hours=12) for back in range(1, 7)]
+    name: str
+    weight: int
+    visits: tuple[int, int]  # visits over the year
+    ticket_scale: float  # × the shop's typical ticket
+    # The part of the year the visits fall in, in days back from now (far, near).
+    span: tuple[int, int]
+    joined_recently: bool = False
 
 
 PERSONAS = [
-    Persona("lapsed", 24, lambda j, now: _lapsed_purchases(j, now)[-1] - timedelta(days=14), _lapsed_purchases,
-            (8_000, 60_000)),
-    Persona("loyal", 4, lambda j, now: _days(now, 230), _loyal_purchases, (20_000, 150_000)),
-    Persona("occasional", 4, lambda j, now: _days(now, 250 + 20 * j),
-            lambda j, now: [_days(now, 200 + 20 * j), _days(now, 30 + 15 * j)], (5_000, 40_000)),
-    Persona("one_time", 3, lambda j, now: _days(now, 23 + 25 * j), lambda j, now: [_days(now, 20 + 25 * j)], (3_000, 30_000)),
-    Persona("potential", 3, lambda j, now: _days(now, 10 + 20 * j), lambda j, now: [], (0, 0)),
+    Persona("vip", 6, (10, 18), 3.0, (HISTORY_DAYS, 0)),
+    Persona("regular", 24, (4, 9), 1.5, (HISTORY_DAYS, 0)),
+    Persona("occasional", 30, (1, 3), 1.0, (HISTORY_DAYS, 10)),
+    Persona("lapsed", 22, (2, 5), 1.0, (HISTORY_DAYS, 130)),
+    Persona("new", 12, (0, 2), 1.0, (40, 0), joined_recently=True),
+    Persona("dormant", 6, (0, 0), 1.0, (HISTORY_DAYS, 0)),
 ]
-PERSONA_MEMBERS = sum(persona.count for persona in PERSONAS)
 
 
-def personas_ensure(*, first: int, plazas: list, stores: list[Store], now: datetime, rng: Random) -> dict[str, list[Member]]:
-    """Demo shoppers ``first`` … of every persona, with their back-dated history; by segment."""
-    made: dict[str, list[Member]] = {}
-    i = first
+@dataclass
+class Event:
+    at: datetime
+    kind: str  # sale, order, checkin, refund, redeem, adjust, grant
+    n: int = 0  # its number in the member's plan (its idempotency keys carry it)
+    store: Store | None = None
+    plaza: Plaza | None = None
+    amount_fen: int = 0
+    points: int = 0
+    present: bool = True
+    of: int | None = None  # a refund: the sale's n
+    reason: str = ""
+    expires_at: datetime | None = None
+
+
+@dataclass
+class Plan:
+    i: int
+    persona: Persona
+    joined: datetime
+    events: list[Event] = field(default_factory=list)
+
+
+def shoppers_ensure(*, count: int, plazas: list[Plaza], plans: list["Plan"]) -> list[Member]:
+    """Demo shoppers 0 … count-1 (official-account openid ``demo-openid-NNNN``), found or
+    made; a new one is dated as having joined when its plan says."""
+    openids = [DEMO_OPENID.format(i) for i in range(count)]
+    found = {
+        identity.external_id: identity.member
+        for identity in Identity.objects.select_related("member__tier").filter(
+            channel=Identity.Channel.WECHAT_OPENID, external_id__in=openids
+        )
+    }
+    members = []
+    with transaction.atomic():
+        for i, openid in enumerate(openids):
+            member = found.get(openid)
+            if member is None:
+                joined = plans[i].joined
+                member = services.member_create(
+                    join_channel=Member.Channel.WECHAT, plaza=plazas[i % len(plazas)], phone=f"+86139{i:08d}",
+                    nickname=_nickname(i),
+                )
+                Identity.objects.create(member=member, channel=Identity.Channel.WECHAT_OPENID, external_id=openid)
+                # A demo has a past: the member row says when they joined (no point moves here).
+                Member.objects.filter(pk=member.pk).update(created_at=joined)
+                member.created_at = joined
+            members.append(member)
+    return members
+
+
+_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+_GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "洋", "艳", "勇", "军", "杰", "娟", "涛", "明", "超", "秀英", "霞", "平"]
+
+
+def _nickname(i: int) -> str:
+    return f"{_SURNAMES[i % len(_SURNAMES)]}{_GIVEN[(i * 7) % len(_GIVEN)]}"
+
+
+def _persona(rng: Random) -> Persona:
+    pick = rng.randrange(sum(p.weight for p in PERSONAS))
     for persona in PERSONAS:
-        for j in range(persona.count):
-            member = shopper_ensure(i=i, plaza=plazas[i % len(plazas)], joined=persona.joined(j, now))
-            welcome_grant(member)
-            for n, at in enumerate(persona.purchases(j, now)):
-                store = rng.choice(stores)
-                sale(member=member, store=store, amount_fen=rng.randint(*persona.amount_fen), at=at,
-                     key=f"seed:persona:{member.pk}:{n}", reference=f"DEMO-{member.pk}-P{n}")
-            made.setdefault(persona.segment, []).append(member)
-            i += 1
-    return made
+        if pick < persona.weight:
+            return persona
+        pick -= persona.weight
+    return PERSONAS[-1]
 
 
-def points_mall_trial(member: Member) -> PointsTransaction:
-    return ledger.points_grant(
-        member=member, points=POINTS_MALL_TRIAL, reason="demo: points to try the points mall",
-        idempotency_key=f"seed:points-mall:{member.pk}",
-    )
+def _instant(now: datetime, days_back: float, rng: Random) -> datetime:
+    """A moment in opening hours (10:00–21:59 local) ``days_back`` days before ``now``, never after it."""
+    local = timezone.localtime(now - timedelta(days=days_back))
+    at = local.replace(hour=rng.randint(10, 21), minute=rng.randrange(60), second=rng.randrange(60), microsecond=0)
+    return min(at, now - timedelta(minutes=5))
+
+
+def plans_make(*, count: int, seed: int, now: datetime, plazas: list[Plaza], stores: dict[str, Store]) -> list[Plan]:
+    """Every shopper's year, drawn from ``seed``: the same seed, the same plans (relative to ``now``)."""
+    by_plaza: dict[str, list[Store]] = {}
+    for tenant in TENANTS:
+        by_plaza.setdefault(tenant.plaza, []).append(stores[tenant.store_code])
+    tickets = {tenant.store_code: tenant.ticket for tenant in TENANTS}
+    rates = {tenant.store_code: tenant.earn_rate_bp for tenant in TENANTS}
+    plans = []
+    for i in range(count):
+        rng = Random(seed * 1_000_003 + i)
+        persona = _persona(rng)
+        far, near = persona.span
+        joined = _instant(now, rng.uniform(near + 2, far) if persona.joined_recently else rng.uniform(far, far + 60), rng)
+        plan = Plan(i=i, persona=persona, joined=joined)
+        home = plazas[i % len(plazas)].code
+        first_day = min(far, (now - joined).days - 1)
+        visits = sorted(
+            (rng.uniform(near, first_day) for _ in range(rng.randint(*persona.visits))) if first_day > near else [],
+            reverse=True,
+        )
+        n = 0
+        # The merchant-funded points the plan has earned so far, less what it spent or
+        # refunded: a redemption is planned only within it, so the till never refuses it
+        # (and a second run, which skips what is booked, books exactly what the first did).
+        sure = 0
+        for days_back in visits:
+            plaza_code = home if rng.random() < 0.85 else rng.choice(plazas).code
+            shops = by_plaza[plaza_code]
+            at = _instant(now, days_back, rng)
+            if rng.random() < 0.2:
+                plan.events.append(Event(at=at - timedelta(minutes=30), kind="checkin", n=n, plaza=shops[0].plaza))
+                n += 1
+            for _ in range(1 if rng.random() < 0.9 else 2):
+                store = rng.choice(shops)
+                low, high = tickets[store.code]
+                amount = int((low + (high - low) * rng.random() ** 2) * persona.ticket_scale) // 100 * 100 + rng.choice((0, 0, 50, 80))
+                kind = "order" if rng.random() < 0.03 else "sale"
+                at = at + timedelta(minutes=rng.randint(5, 50))
+                plan.events.append(Event(at=at, kind=kind, n=n, store=store, amount_fen=max(amount, 100),
+                                         present=kind == "order" or rng.random() < 0.85))
+                sale_n = n
+                n += 1
+                base = max(amount, 100) * rates[store.code] // 10000 // settings.POINT_VALUE_FEN
+                sure += base
+                if kind == "sale" and rng.random() < 0.04 and days_back > 3:
+                    sure -= base
+                    part = amount if rng.random() < 0.5 else amount // 2
+                    plan.events.append(Event(at=at + timedelta(days=rng.uniform(0.2, 3)), kind="refund", n=n, of=sale_n,
+                                             store=store, amount_fen=max(part, 1)))
+                    n += 1
+            if rng.random() < 0.12:
+                store = rng.choice(shops)
+                points = rng.choice((50, 100, 200, 300, 500))
+                if points <= sure:
+                    sure -= points
+                    plan.events.append(Event(at=at + timedelta(minutes=60), kind="redeem", n=n, store=store, points=points))
+                    n += 1
+        if rng.random() < 0.02 and visits:
+            plan.events.append(Event(at=_instant(now, rng.uniform(near, first_day), rng), kind="adjust", n=n,
+                                     points=rng.choice((50, 100, 200)), reason=f"补登小票 receipt {2026_0000 + i}"))
+            n += 1
+        if rng.random() < 0.25 and first_day > 60:
+            # A promotion's gift that lapses after 60 days unless spent: points expire in the demo.
+            at = _instant(now, rng.uniform(max(near, 62), first_day), rng)
+            plan.events.append(Event(at=at, kind="grant", n=n, points=200, reason="demo: promotion gift",
+                                     expires_at=at + timedelta(days=60)))
+            n += 1
+        plan.events.sort(key=lambda event: (event.at, event.n))
+        plans.append(plan)
+    return plans
