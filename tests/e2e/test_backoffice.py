@@ -56,7 +56,9 @@ def test_a_staff_change_is_in_the_audit_trail_with_its_reason(deployment, staff)
 
 
 def test_a_tenant_signs_in_to_its_own_back_office_and_sees_only_its_own(deployment, staff):
-    site, shop, other = deployment.site, deployment.shop, deployment.other_shop
+    # The tenant is the concurrency tests' shop: its sale must not move the closed loop's
+    # daily report, which counts the other shop's sales of today.
+    site, shop, other = deployment.site, deployment.other_shop, deployment.shop
     username, password = f"tenant-{secrets.token_hex(3)}", secrets.token_urlsafe(16)
     made = admin_submit(staff, "/admin/backoffice/merchantstaff/add/", {
         "merchant": str(shop.merchant_id), "username": username, "password1": password, "password2": password,

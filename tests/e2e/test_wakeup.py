@@ -195,7 +195,8 @@ def test_a_wake_up_campaign_run_on_the_cluster_brings_a_lapsed_shopper_back_to_t
     assert segments == dict.fromkeys(mine, "lapsed"), segments
 
     # Staff make it active and run it: the admin queues the run on the cluster (or runs it).
-    activated = admin_submit(staff, f"/admin/coupons/campaign/{campaign_id}/change/", {"status": "active"},
+    activated = admin_submit(staff, f"/admin/coupons/campaign/{campaign_id}/change/",
+                             {"status": "active", "audit_reason": "e2e: the campaign starts"},
                              form_id="campaign_form")
     assert activated.status_code == 302, _form_errors(activated)
     listed = admin_submit(staff, "/admin/coupons/campaign/", {
