@@ -19,7 +19,10 @@
         datasets: chart.datasets.map(function (set, i) {
           return {
             label: set.label, data: set.data, borderColor: colours[i % colours.length],
-            backgroundColor: colours[i % colours.length], borderWidth: 2, pointRadius: 0, tension: 0.2
+            backgroundColor: colours[i % colours.length], borderWidth: chart.kind === "bar" ? 0 : 2, pointRadius: 0,
+            tension: 0.2,
+            // A year of days in a card's width: bars fill their day, so they read as one band.
+            barPercentage: 1, categoryPercentage: 1
           };
         })
       },
